@@ -1,0 +1,593 @@
+"""Reading, aligning and preprocessing clinical and genomic tables.
+
+Everything here is pandas in, pandas out, indexed by patient ID. Nothing is dropped silently:
+every sample or gene left out is listed in the `AlignReport` with the reason.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import numpy as np
+import pandas as pd
+
+from idae.errors import IdaeError
+
+# Codes that public cohorts use for a missing clinical cell (survset uses "na", "missing" and "x").
+MISSING_CODES = ("", "na", "n/a", "nan", "none", "missing", "x", "?", "unknown", "not available")
+
+
+# --------------------------------------------------------------------------------------------------
+# reading
+
+
+def read_table(table: pd.DataFrame | str | Path, name: str = "table") -> pd.DataFrame:
+    """A DataFrame as it is, or read from a CSV / TSV / parquet path (first column = index for text)."""
+    if isinstance(table, pd.DataFrame):
+        return table
+    if not isinstance(table, (str, Path)):
+        raise IdaeError(f"{name}: expected a DataFrame or a CSV/parquet path, got {type(table).__name__}")
+    path = Path(table)
+    if not path.exists():
+        raise IdaeError(f"{name}: file not found: {path}")
+    suffix = "".join(path.suffixes[-2:]).lower()
+    try:
+        if suffix.endswith(".parquet") or suffix.endswith(".pq"):
+            return pd.read_parquet(path)
+        sep = "\t" if suffix.endswith((".tsv", ".txt", ".tsv.gz", ".txt.gz")) else ","
+        return pd.read_csv(path, sep=sep, index_col=0)
+    except (ValueError, OSError, pd.errors.ParserError) as err:
+        raise IdaeError(f"{name}: could not read {path}: {err}") from err
+
+
+# --------------------------------------------------------------------------------------------------
+# alignment
+
+
+@dataclasses.dataclass
+class AlignReport:
+    """What `align` matched, typed, and left out (with reasons)."""
+
+    n_clinical: int
+    n_genomic: int
+    matched: list[str]
+    clinical_only: list[str]
+    genomic_only: list[str]
+    categorical: list[str]
+    numeric: list[str]
+    missing_per_column: dict[str, int]
+    dropped_genes: dict[str, str]  # gene -> reason
+    n_genes_in: int
+
+    @property
+    def n_matched(self) -> int:
+        return len(self.matched)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def __str__(self) -> str:
+        def head(ids: list[str]) -> str:
+            return ", ".join(ids[:5]) + (" ..." if len(ids) > 5 else "")
+
+        reasons = pd.Series(self.dropped_genes, dtype=object).value_counts().to_dict()
+        lines = [
+            f"samples: {self.n_clinical} clinical, {self.n_genomic} genomic, {self.n_matched} matched",
+            f"clinical only ({len(self.clinical_only)}): {head(self.clinical_only)}",
+            f"genomic only ({len(self.genomic_only)}): {head(self.genomic_only)}",
+            f"categorical columns: {', '.join(self.categorical) or '-'}",
+            f"numeric columns: {', '.join(self.numeric) or '-'}",
+            "missing cells: "
+            + (", ".join(f"{c}={n}" for c, n in self.missing_per_column.items() if n) or "none"),
+            f"genes: {self.n_genes_in} in, {self.n_genes_in - len(self.dropped_genes)} kept, "
+            f"{len(self.dropped_genes)} dropped" + (f" {reasons}" if reasons else ""),
+        ]
+        return "\n".join(lines)
+
+
+class Aligned(NamedTuple):
+    clinical: pd.DataFrame
+    genomic: pd.DataFrame
+    report: AlignReport
+
+
+def _set_ids(table: pd.DataFrame, id_col: str | None, name: str) -> pd.DataFrame:
+    if id_col is not None:
+        if id_col not in table.columns:
+            raise IdaeError(f"{name}: id column {id_col!r} not found (columns: {list(table.columns)[:8]} ...)")
+        table = table.set_index(id_col)
+    table = table.copy()
+    if table.index.hasnans:
+        raise IdaeError(f"{name}: {int(table.index.isna().sum())} rows have no ID")
+    table.index = table.index.astype(str)
+    table.index.name = "patient"
+    dup = table.index[table.index.duplicated()].unique().tolist()
+    if dup:
+        raise IdaeError(f"{name}: duplicate IDs {dup[:5]}{' ...' if len(dup) > 5 else ''} ({len(dup)} in all)")
+    return table
+
+
+def clean_clinical(
+    clinical: pd.DataFrame,
+    categorical: list[str] | None = None,
+    numeric: list[str] | None = None,
+    missing_codes: tuple[str, ...] = MISSING_CODES,
+) -> pd.DataFrame:
+    """Map missing-value codes to NaN and type each column as `category` or float.
+
+    A column is categorical when named in `categorical`, or when it holds text, booleans, a pandas
+    category, or numbers with at most two distinct values (0/1 codes); otherwise numeric.
+    """
+    categorical, numeric = list(categorical or []), list(numeric or [])
+    for col in categorical + numeric:
+        if col not in clinical.columns:
+            raise IdaeError(f"clinical column {col!r} named as categorical/numeric is not in the table")
+    both = set(categorical) & set(numeric)
+    if both:
+        raise IdaeError(f"clinical columns {sorted(both)} are named both categorical and numeric")
+    codes = {c.lower() for c in missing_codes}
+    out = {}
+    for col in clinical.columns:
+        values = clinical[col]
+        is_number = pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values)
+        if not is_number:
+            text = values.astype(object)
+            is_code = text.map(lambda v: isinstance(v, str) and v.strip().lower() in codes)
+            values = text.where(~is_code, np.nan).map(lambda v: v.strip() if isinstance(v, str) else v)
+        if values.isna().all():
+            raise IdaeError(f"clinical column {col!r} is entirely missing")
+        if col in numeric:
+            as_number = pd.to_numeric(values, errors="coerce")
+            bad = values[values.notna() & as_number.isna()]
+            if len(bad):
+                raise IdaeError(f"clinical column {col!r} is declared numeric but holds {bad.iloc[:3].tolist()}")
+            values, is_number = as_number, True
+        kind = "numeric" if is_number and col not in categorical and values.nunique() > 2 else "categorical"
+        if kind == "numeric":
+            if not np.isfinite(values.dropna().astype(float)).all():
+                raise IdaeError(f"clinical column {col!r} holds non-finite values")
+            out[col] = values.astype(float)
+        else:
+            labels = values.map(lambda v: v if pd.isna(v) else _level_name(v))
+            cat = pd.Categorical(labels)
+            if len(cat.categories) < 2:
+                raise IdaeError(
+                    f"clinical column {col!r} has a single level {list(cat.categories)}: it carries no "
+                    "information; drop it or add patients with another value"
+                )
+            out[col] = cat
+    return pd.DataFrame(out, index=clinical.index)
+
+
+def _level_name(value: Any) -> str:
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
+def align(
+    clinical: pd.DataFrame | str | Path,
+    genomic: pd.DataFrame | str | Path,
+    id_col: str | None = None,
+    categorical: list[str] | None = None,
+    numeric: list[str] | None = None,
+    missing_codes: tuple[str, ...] = MISSING_CODES,
+) -> Aligned:
+    """Join clinical (patients × variables) and genomic (patients × genes) tables on IDs.
+
+    IDs come from `id_col` when given (a column in both tables), else from the index. Returns
+    `Aligned(clinical, genomic, report)` with the matched patients in the clinical table's order,
+    clinical columns typed (`category` or float, missing codes -> NaN) and genes that are constant
+    or non-finite over the matched patients removed, each listed in the report with its reason.
+    """
+    clinical = _set_ids(read_table(clinical, "clinical"), id_col, "clinical")
+    genomic = _set_ids(read_table(genomic, "genomic"), id_col, "genomic")
+    if clinical.shape[1] == 0:
+        raise IdaeError("clinical: the table has no columns besides the ID")
+    if genomic.shape[1] == 0:
+        raise IdaeError("genomic: the table has no gene columns")
+    non_numeric = [c for c in genomic.columns if not pd.api.types.is_numeric_dtype(genomic[c])]
+    if non_numeric or any(pd.api.types.is_bool_dtype(genomic[c]) for c in genomic.columns):
+        non_numeric = non_numeric or [c for c in genomic.columns if pd.api.types.is_bool_dtype(genomic[c])]
+        raise IdaeError(
+            f"genomic: non-numeric gene columns {non_numeric[:5]}{' ...' if len(non_numeric) > 5 else ''}"
+            f" ({len(non_numeric)} in all); genes must hold numbers"
+        )
+    genomic.columns = genomic.columns.astype(str)
+    dup_genes = genomic.columns[genomic.columns.duplicated()].unique().tolist()
+    if dup_genes:
+        raise IdaeError(f"genomic: duplicate gene columns {dup_genes[:5]}")
+    clinical.columns = clinical.columns.astype(str)
+
+    in_genomic = set(genomic.index)
+    in_clinical = set(clinical.index)
+    matched = [i for i in clinical.index if i in in_genomic]
+    if not matched:
+        raise IdaeError(
+            f"no shared IDs between clinical ({list(clinical.index[:3])} ...) and genomic "
+            f"({list(genomic.index[:3])} ...); check id_col"
+        )
+    clinical_only = [i for i in clinical.index if i not in in_genomic]
+    genomic_only = [i for i in genomic.index if i not in in_clinical]
+
+    clinical = clean_clinical(clinical.loc[matched], categorical, numeric, missing_codes)
+    genomic = genomic.loc[matched].astype(float)
+
+    values = genomic.to_numpy()
+    n_bad = (~np.isfinite(values)).sum(axis=0)
+    dropped: dict[str, str] = {}
+    for gene, n in zip(genomic.columns, n_bad, strict=True):
+        if n:
+            dropped[gene] = f"non-finite in {n} samples"
+    finite = np.where(np.isfinite(values), values, np.nan)
+    with np.errstate(invalid="ignore"):
+        sd = np.nanstd(finite, axis=0)
+    for gene, s in zip(genomic.columns, sd, strict=True):
+        if gene not in dropped and not s > 0:
+            dropped[gene] = "constant"
+    if len(dropped) == genomic.shape[1]:
+        raise IdaeError("genomic: every gene is constant or non-finite over the matched samples")
+    genomic = genomic.drop(columns=list(dropped))
+
+    report = AlignReport(
+        n_clinical=len(in_clinical),
+        n_genomic=len(in_genomic),
+        matched=matched,
+        clinical_only=clinical_only,
+        genomic_only=genomic_only,
+        categorical=[c for c in clinical.columns if isinstance(clinical[c].dtype, pd.CategoricalDtype)],
+        numeric=[c for c in clinical.columns if not isinstance(clinical[c].dtype, pd.CategoricalDtype)],
+        missing_per_column={c: int(clinical[c].isna().sum()) for c in clinical.columns},
+        dropped_genes=dropped,
+        n_genes_in=len(dropped) + genomic.shape[1],
+    )
+    return Aligned(clinical, genomic, report)
+
+
+# --------------------------------------------------------------------------------------------------
+# preprocessing
+
+
+def looks_like_counts(genomic: pd.DataFrame) -> bool:
+    """True for non-negative, integer-valued tables with a large range (raw counts, not log values)."""
+    values = genomic.to_numpy()
+    return bool((values >= 0).all() and np.allclose(values, np.round(values)) and values.max() > 100)
+
+
+def log_transform(genomic: pd.DataFrame, mode: str = "auto") -> tuple[pd.DataFrame, bool]:
+    """log2(x + 1) when `mode` is "yes", or "auto" and the values look like counts."""
+    if mode not in ("auto", "yes", "no"):
+        raise IdaeError(f"log_transform must be 'auto', 'yes' or 'no', got {mode!r}")
+    apply = mode == "yes" or (mode == "auto" and looks_like_counts(genomic))
+    if apply and (genomic.to_numpy() < 0).any():
+        raise IdaeError("log_transform='yes' but the genomic table holds negative values (already log?)")
+    return (np.log2(genomic + 1.0) if apply else genomic), apply
+
+
+def most_variable_genes(genomic: pd.DataFrame, n_genes: int | None) -> list[str]:
+    """The `n_genes` genes of largest variance (all genes, in their order, when None or larger)."""
+    if n_genes is not None and n_genes < 1:
+        raise IdaeError(f"n_genes must be a positive integer or None, got {n_genes}")
+    if n_genes is None or n_genes >= genomic.shape[1]:
+        return list(genomic.columns)
+    var = genomic.var(axis=0)
+    order = np.argsort(-var.to_numpy(), kind="stable")[:n_genes]
+    return list(genomic.columns[np.sort(order)])
+
+
+@dataclasses.dataclass
+class Standardizer:
+    """Per-gene centring and scaling, fitted on the training split only."""
+
+    mean: pd.Series
+    scale: pd.Series
+
+    @classmethod
+    def fit(cls, genomic: pd.DataFrame) -> Standardizer:
+        scale = genomic.std(axis=0, ddof=0)
+        return cls(genomic.mean(axis=0), scale.where(scale > 0, 1.0))
+
+    def transform(self, genomic: pd.DataFrame) -> pd.DataFrame:
+        return (genomic - self.mean) / self.scale
+
+    def inverse(self, genomic: pd.DataFrame) -> pd.DataFrame:
+        return genomic * self.scale + self.mean
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"genes": list(self.mean.index), "mean": self.mean.tolist(), "scale": self.scale.tolist()}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Standardizer:
+        return cls(pd.Series(d["mean"], index=d["genes"]), pd.Series(d["scale"], index=d["genes"]))
+
+
+def stratified_split(
+    clinical: pd.DataFrame,
+    stratify: str | None,
+    val_fraction: float = 0.15,
+    test_fraction: float = 0.15,
+    seed: int = 0,
+) -> pd.Series:
+    """Label each patient "train", "validation" or "test", stratified on one clinical column.
+
+    Missing values of the stratifying column form their own stratum, so no patient is left out.
+    """
+    for name, frac in (("val_fraction", val_fraction), ("test_fraction", test_fraction)):
+        if not 0 <= frac < 1:
+            raise IdaeError(f"{name} must be in [0, 1), got {frac}")
+    if val_fraction + test_fraction >= 0.9:
+        raise IdaeError("val_fraction + test_fraction must leave at least 10% of patients for training")
+    n = len(clinical)
+    n_val, n_test = round(n * val_fraction), round(n * test_fraction)
+    if (val_fraction and n_val < 2) or (test_fraction and n_test < 2) or n - n_val - n_test < 8:
+        raise IdaeError(
+            f"{n} samples are too few for this split (val {val_fraction}, test {test_fraction}): need at "
+            "least 8 for training and 2 in each held-out split"
+        )
+    if stratify is not None and stratify not in clinical.columns:
+        raise IdaeError(f"stratify column {stratify!r} is not a clinical column")
+    rng = np.random.default_rng(seed)
+    if stratify is None:
+        strata = pd.Series("all", index=clinical.index)
+    else:
+        strata = clinical[stratify].astype(object).where(clinical[stratify].notna(), "<missing>").astype(str)
+    labels = pd.Series("train", index=clinical.index, name="split")
+    # Allocate each stratum's share of validation and test with largest remainders, so the split
+    # sizes are exact and every stratum is represented in proportion.
+    order = rng.permutation(n)
+    shuffled = clinical.index[order]
+    strata = strata.loc[shuffled]
+    for split, frac in (("validation", val_fraction), ("test", test_fraction)):
+        target = round(n * frac)
+        if target == 0:
+            continue
+        available = strata[labels.loc[strata.index] == "train"]
+        counts = available.value_counts()
+        share = counts / counts.sum() * target
+        take = np.floor(share).astype(int)
+        rest = target - int(take.sum())
+        for level in (share - take).sort_values(ascending=False, kind="stable").index[:rest]:
+            take[level] += 1
+        for level, k in take.items():
+            ids = available.index[available.to_numpy() == level][:k]
+            labels.loc[ids] = split
+    return labels
+
+
+# --------------------------------------------------------------------------------------------------
+# parameter validation (papermill only warns about unknown names)
+
+
+def check_params(params: dict[str, Any], spec: dict[str, type | tuple[type, ...]]) -> None:
+    """Reject unknown or ill-typed parameters with one message naming each offender."""
+    problems = [f"unknown parameter {k!r}" for k in params if k not in spec]
+    for key, expected in spec.items():
+        if key not in params:
+            continue
+        value = params[key]
+        types = expected if isinstance(expected, tuple) else (expected,)
+        ok = isinstance(value, types) and not (isinstance(value, bool) and bool not in types)
+        if not ok and float in types and isinstance(value, int) and not isinstance(value, bool):
+            ok = True
+        if not ok:
+            names = " or ".join("None" if t is type(None) else t.__name__ for t in types)
+            problems.append(f"parameter {key!r} must be {names}, got {value!r} ({type(value).__name__})")
+    if problems:
+        raise IdaeError("; ".join(problems) + f". Known parameters: {sorted(spec)}")
+
+
+# --------------------------------------------------------------------------------------------------
+# the clinical design matrix the condition encoder reads
+
+
+@dataclasses.dataclass
+class ClinicalDesign:
+    """Fitted encoding of clinical columns: one-hot categorical, standardised numeric, missing masks.
+
+    Row layout: for each categorical column its levels (one-hot), for each numeric column one
+    standardised value, then one missing-indicator per column. A missing cell is filled with a draw
+    from the column's empirical distribution (`rng` given: training) or with its expectation (level
+    frequencies, or the mean; inference).
+    """
+
+    columns: list[str]
+    levels: dict[str, list[str]]  # categorical column -> levels
+    frequencies: dict[str, list[float]]  # categorical column -> level frequencies
+    mean: dict[str, float]  # numeric column -> mean
+    scale: dict[str, float]  # numeric column -> sd
+    observed: dict[str, list[float]]  # numeric column -> observed standardised values (the prior)
+
+    @classmethod
+    def fit(cls, clinical: pd.DataFrame) -> ClinicalDesign:
+        levels, freqs, mean, scale, observed = {}, {}, {}, {}, {}
+        for col in clinical.columns:
+            values = clinical[col]
+            if values.isna().all():
+                raise IdaeError(f"clinical column {col!r} is entirely missing")
+            if isinstance(values.dtype, pd.CategoricalDtype):
+                counts = values.value_counts().reindex(values.cat.categories, fill_value=0)
+                counts = counts[counts > 0]
+                if len(counts) < 2:
+                    raise IdaeError(f"clinical column {col!r} has a single observed level {list(counts.index)}")
+                levels[col] = [str(v) for v in counts.index]
+                freqs[col] = (counts / counts.sum()).tolist()
+            elif pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values):
+                v = values.dropna().astype(float)
+                if not np.isfinite(v).all():
+                    raise IdaeError(f"clinical column {col!r} holds non-finite values")
+                sd = float(v.std(ddof=0))
+                mean[col], scale[col] = float(v.mean()), sd if sd > 0 else 1.0
+                observed[col] = ((v - mean[col]) / scale[col]).tolist()
+            else:
+                raise IdaeError(
+                    f"clinical column {col!r} has dtype {values.dtype}: make it categorical or numeric "
+                    "(idae.align does this)"
+                )
+        return cls(list(clinical.columns), levels, freqs, mean, scale, observed)
+
+    @property
+    def width(self) -> int:
+        return sum(len(v) for v in self.levels.values()) + len(self.mean) + len(self.columns)
+
+    def feature_names(self) -> list[str]:
+        names = []
+        for col in self.columns:
+            if col in self.levels:
+                names += [f"{col}={lv}" for lv in self.levels[col]]
+            else:
+                names.append(col)
+        return names + [f"{col}:missing" for col in self.columns]
+
+    def transform(self, clinical: pd.DataFrame, rng: np.random.Generator | None = None) -> np.ndarray:
+        """(n, width) float32 design; missing cells sampled with `rng`, else set to their expectation."""
+        absent = [c for c in self.columns if c not in clinical.columns]
+        if absent:
+            raise IdaeError(f"clinical table lacks the columns the model was fitted on: {absent}")
+        n = len(clinical)
+        blocks, masks = [], []
+        for col in self.columns:
+            values = clinical[col]
+            missing = values.isna().to_numpy()
+            masks.append(missing)
+            if col in self.levels:
+                levels = self.levels[col]
+                text = values.astype(object).map(lambda v: v if pd.isna(v) else _level_name(v))
+                unseen = sorted(set(text.dropna()) - set(levels))
+                if unseen:
+                    raise IdaeError(f"clinical column {col!r}: unseen levels {unseen}; known levels {levels}")
+                codes = text.map({lv: i for i, lv in enumerate(levels)}).to_numpy()
+                onehot = np.zeros((n, len(levels)))
+                obs = ~missing
+                onehot[np.flatnonzero(obs), codes[obs].astype(int)] = 1.0
+                if missing.any():
+                    p = np.asarray(self.frequencies[col])
+                    if rng is None:
+                        onehot[missing] = p
+                    else:
+                        draws = rng.choice(len(levels), size=int(missing.sum()), p=p)
+                        onehot[np.flatnonzero(missing), draws] = 1.0
+                blocks.append(onehot)
+            else:
+                try:
+                    v = values.astype(float).to_numpy()
+                except (TypeError, ValueError) as err:
+                    raise IdaeError(f"clinical column {col!r} must be numeric: {err}") from err
+                if not np.isfinite(v[~missing]).all():
+                    raise IdaeError(f"clinical column {col!r} holds non-finite values")
+                z = (v - self.mean[col]) / self.scale[col]
+                if missing.any():
+                    z[missing] = 0.0 if rng is None else rng.choice(self.observed[col], size=int(missing.sum()))
+                blocks.append(z[:, None])
+        blocks.append(np.stack(masks, axis=1).astype(float))
+        return np.concatenate(blocks, axis=1).astype(np.float32)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> ClinicalDesign:
+        return cls(**d)
+
+
+# --------------------------------------------------------------------------------------------------
+# the processed dataset notebook 01 writes and the later notebooks read
+
+
+class Prepared(NamedTuple):
+    clinical: pd.DataFrame  # patients × clinical variables (typed, NaN = missing)
+    genomic: pd.DataFrame  # patients × selected genes, standardised on the training split
+    split: pd.Series  # "train" / "validation" / "test" per patient
+    info: dict[str, Any]  # what was done: log transform, gene selection, standardiser
+
+
+def prepare(
+    aligned: Aligned,
+    n_genes: int | None = 5000,
+    log: str = "auto",
+    stratify: str | None = "er",
+    val_fraction: float = 0.15,
+    test_fraction: float = 0.15,
+    seed: int = 0,
+) -> Prepared:
+    """Split, then select the most variable genes and standardise them, fitted on training only."""
+    clinical, genomic, _ = aligned
+    genomic, logged = log_transform(genomic, log)
+    split = stratified_split(clinical, stratify, val_fraction, test_fraction, seed)
+    train = genomic.loc[split == "train"]
+    genes = most_variable_genes(train, n_genes)
+    scaler = Standardizer.fit(train[genes])
+    info = {
+        "log_transformed": logged,
+        "n_genes_aligned": genomic.shape[1],
+        "n_genes_selected": len(genes),
+        "variance_cut": float(train[genes].var().min()),
+        "standardizer": scaler.to_dict(),
+    }
+    return Prepared(clinical, scaler.transform(genomic[genes]), split, info)
+
+
+def write_processed(prepared: Prepared, folder: str | Path, manifest: dict[str, Any]) -> Path:
+    """Write clinical.parquet, genomic.parquet, split.csv and manifest.json into `folder`, atomically."""
+    import hashlib
+    import json
+    import os
+    import shutil
+    import tempfile
+
+    folder = Path(folder)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
+    try:
+        prepared.clinical.to_parquet(tmp / "clinical.parquet")
+        prepared.genomic.to_parquet(tmp / "genomic.parquet")
+        prepared.split.to_csv(tmp / "split.csv")
+        files = {
+            p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(tmp.iterdir()) if p.is_file()
+        }
+        manifest = {**manifest, "files_sha256": files}
+        (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1, default=str))
+        if folder.exists():
+            shutil.rmtree(folder)
+        os.replace(tmp, folder)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return folder
+
+
+def read_processed(folder: str | Path) -> Prepared:
+    """Read what `write_processed` wrote (run notebook 01 first)."""
+    import json
+
+    folder = Path(folder)
+    needed = ["clinical.parquet", "genomic.parquet", "split.csv", "manifest.json"]
+    absent = [n for n in needed if not (folder / n).is_file()]
+    if absent:
+        raise IdaeError(f"{folder} lacks {absent}: run notebooks/01_data_alignment.ipynb first")
+    manifest = json.loads((folder / "manifest.json").read_text())
+    split = pd.read_csv(folder / "split.csv", index_col=0).iloc[:, 0]
+    split.index = split.index.astype(str)
+    return Prepared(
+        pd.read_parquet(folder / "clinical.parquet"), pd.read_parquet(folder / "genomic.parquet"), split, manifest
+    )
+
+
+_IPYTHON_NAMES = {"In", "Out", "exit", "quit", "get_ipython", "open"}
+
+
+def check_notebook_params(namespace: dict[str, Any], spec: dict[str, type | tuple[type, ...]]) -> dict[str, Any]:
+    """Validate a notebook's parameters from its globals (call right after the parameters cell).
+
+    Every plain value defined so far counts as a parameter, so a name papermill injected that the
+    notebook does not declare is rejected here instead of being silently ignored.
+    """
+    import types
+
+    params = {
+        k: v
+        for k, v in namespace.items()
+        if not k.startswith("_") and k not in _IPYTHON_NAMES and not callable(v) and not isinstance(v, types.ModuleType)
+    }
+    check_params(params, spec)
+    return params

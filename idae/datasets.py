@@ -1,0 +1,66 @@
+"""Public breast-cancer cohorts that install offline with the `survset` package.
+
+Both are two-colour microarray cohorts distributed as log-ratios per gene symbol (survset prefixes
+them `num_HS_`); clinical columns arrive as `fac_*` / `num_*` with missing cells coded as strings.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from idae.data import clean_clinical
+from idae.errors import IdaeError
+
+# survset column -> readable name, per cohort.
+COHORTS: dict[str, dict[str, str]] = {
+    "gse1992": {
+        "fac_er_positive": "er",
+        "fac_node_status": "node",
+        "fac_grade": "grade",
+        "fac_size": "size_class",
+        "num_size": "size_cm",
+        "num_age": "age",
+    },
+    "gse4335": {
+        "fac_er_status": "er",
+        "fac_node_status": "node",
+        "fac_grade": "grade",
+        "fac_tumor_size": "size_class",
+        "fac_histology": "histology",
+        "fac_metastasis": "metastasis",
+        "num_age": "age",
+    },
+}
+# Readable levels for binary codes. gse4335 codes node status 0/1/2 without a published key, so its
+# codes are kept as they are.
+LEVELS = {"er": {"0": "neg", "1": "pos"}, "node": {"0": "neg", "1": "pos"}, "metastasis": {"0": "no", "1": "yes"}}
+GENE_PREFIX = "num_HS_"
+
+
+def load_cohort(name: str = "gse1992") -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Return `(clinical, genomic)` for a survset cohort, both indexed by patient ID.
+
+    clinical: patients × variables, categorical columns as pandas `category` (ER "neg"/"pos", grade
+    "1"-"3", ...), numeric as float, every missing-value code mapped to NaN.
+    genomic: patients × genes (log-ratio expression), columns are gene symbols.
+    """
+    if name not in COHORTS:
+        raise IdaeError(f"unknown cohort {name!r}; available: {sorted(COHORTS)}")
+    from SurvSet.data import SurvLoader
+
+    raw = SurvLoader().load_dataset(name)["df"]
+    raw = raw.set_index(raw["pid"].astype(str).radd(f"{name}_"))
+    raw.index.name = "patient"
+    genes = [c for c in raw.columns if c.startswith(GENE_PREFIX)]
+    genomic = raw[genes].astype(float)
+    genomic.columns = [c[len(GENE_PREFIX) :] for c in genes]
+
+    names = COHORTS[name]
+    clinical = raw[list(names)].rename(columns=names)
+    for col, levels in LEVELS.items():
+        if col in clinical and set(clinical[col].astype(str)) <= set(levels) | {"na", "missing", "x"}:
+            clinical[col] = clinical[col].astype(str).map(lambda v, lv=levels: lv.get(v, v))
+    numeric = [c for c in ("age", "size_cm") if c in clinical]
+    categorical = [c for c in clinical.columns if c not in numeric]
+    clinical = clean_clinical(clinical, categorical=categorical, numeric=numeric)
+    return clinical, genomic
