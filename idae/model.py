@@ -177,3 +177,21 @@ def reconstruction_loss(
     is a corruption scaled to each gene's spread."""
     noisy = x + sigma * torch.randn_like(x) if net.training else x
     return weighted_mean(((net.reconstruct(noisy) - x) ** 2).mean(dim=1), weights)
+
+
+def layer_table(net: IDAENet) -> list[dict[str, object]]:
+    """One row per Linear layer: network, index, input → output width, parameters, spectral norm."""
+    rows = []
+    for part in ("encoder", "condition_encoder", "decoder"):
+        for i, layer in enumerate(getattr(net, part).net):
+            if not isinstance(layer, nn.Linear):
+                continue
+            rows.append({
+                "network": part,
+                "layer": i,
+                "shape": f"{layer.in_features} → {layer.out_features}",
+                "parameters": sum(p.numel() for p in layer.parameters()),
+                "spectral_norm": hasattr(layer, "parametrizations"),
+                "activation after": "LeakyReLU(0.2)" if i < len(getattr(net, part).net) - 1 else "-",
+            })  # fmt: skip
+    return rows

@@ -118,8 +118,10 @@ def train(
         sums = np.zeros(2)
         for b in range(n_batches):
             idx = order[b * batch_size : (b + 1) * batch_size]
-            main, rec = losses(net, objective, x_train[idx], y_train[idx], w_train[idx], noise)
-            loss = main + reconstruction_weight * rec
+            # bfloat16 autocast on CUDA (no loss scaling needed); CPU runs stay in float32
+            with torch.autocast("cuda", dtype=torch.bfloat16, enabled=x_train.device.type == "cuda"):
+                main, rec = losses(net, objective, x_train[idx], y_train[idx], w_train[idx], noise)
+            loss = main.float() + reconstruction_weight * rec.float()
             if not torch.isfinite(loss):
                 net.load_state_dict(best_state)
                 history.stopped = f"non-finite loss at epoch {epoch}; kept the weights of epoch {history.best_epoch}"
