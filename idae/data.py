@@ -7,6 +7,7 @@ every sample or gene left out is listed in the `AlignReport` with the reason.
 from __future__ import annotations
 
 import dataclasses
+import warnings
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -37,7 +38,9 @@ def read_table(table: pd.DataFrame | str | Path, name: str = "table") -> pd.Data
         if suffix.endswith(".parquet") or suffix.endswith(".pq"):
             return pd.read_parquet(path)
         sep = "\t" if suffix.endswith((".tsv", ".txt", ".tsv.gz", ".txt.gz")) else ","
-        return pd.read_csv(path, sep=sep, index_col=0)
+        # IDs stay text: "007" must not become the number 7 and then fail to match a parquet table.
+        header = pd.read_csv(path, sep=sep, nrows=0).columns
+        return pd.read_csv(path, sep=sep, index_col=0, dtype={header[0]: str} if len(header) else None)
     except (ValueError, OSError, pd.errors.ParserError) as err:
         raise IdaeError(f"{name}: could not read {path}: {err}") from err
 
@@ -94,6 +97,8 @@ class Aligned(NamedTuple):
 
 
 def _set_ids(table: pd.DataFrame, id_col: str | None, name: str) -> pd.DataFrame:
+    if id_col is not None and id_col not in table.columns and table.index.name == id_col:
+        id_col = None  # a CSV's first column became the index already
     if id_col is not None:
         if id_col not in table.columns:
             raise IdaeError(f"{name}: id column {id_col!r} not found (columns: {list(table.columns)[:8]} ...)")
@@ -127,6 +132,10 @@ def clean_clinical(
     both = set(categorical) & set(numeric)
     if both:
         raise IdaeError(f"clinical columns {sorted(both)} are named both categorical and numeric")
+    columns = pd.Index(clinical.columns.astype(str))
+    dup = columns[columns.duplicated()].unique().tolist()
+    if dup:
+        raise IdaeError(f"clinical: duplicate columns {dup[:5]}")
     codes = {c.lower() for c in missing_codes}
     out = {}
     for col in clinical.columns:
@@ -144,7 +153,15 @@ def clean_clinical(
             if len(bad):
                 raise IdaeError(f"clinical column {col!r} is declared numeric but holds {bad.iloc[:3].tolist()}")
             values, is_number = as_number, True
-        kind = "numeric" if is_number and col not in categorical and values.nunique() > 2 else "categorical"
+        elif not is_number and col not in categorical and (
+            pd.api.types.is_object_dtype(clinical[col]) or pd.api.types.is_string_dtype(clinical[col])
+        ) and not isinstance(clinical[col].dtype, pd.CategoricalDtype):
+            # text read from a CSV ("63", "48", "missing") is numeric once its missing codes are gone
+            as_number = pd.to_numeric(values, errors="coerce")
+            if as_number.notna().sum() == values.notna().sum():
+                values, is_number = as_number, True
+        few_values = values.nunique() <= 2 and col not in numeric
+        kind = "numeric" if is_number and col not in categorical and not few_values else "categorical"
         if kind == "numeric":
             if not np.isfinite(values.dropna().astype(float)).all():
                 raise IdaeError(f"clinical column {col!r} holds non-finite values")
@@ -188,17 +205,18 @@ def align(
         raise IdaeError("clinical: the table has no columns besides the ID")
     if genomic.shape[1] == 0:
         raise IdaeError("genomic: the table has no gene columns")
-    non_numeric = [c for c in genomic.columns if not pd.api.types.is_numeric_dtype(genomic[c])]
+    gene_names = pd.Index(genomic.columns.astype(str))
+    dup_genes = gene_names[gene_names.duplicated()].unique().tolist()
+    if dup_genes:
+        raise IdaeError(f"genomic: duplicate gene columns {dup_genes[:5]}")
+    non_numeric = [c for c in genomic.columns if not pd.api.types.is_numeric_dtype(genomic[c].dtype)]
     if non_numeric or any(pd.api.types.is_bool_dtype(genomic[c]) for c in genomic.columns):
         non_numeric = non_numeric or [c for c in genomic.columns if pd.api.types.is_bool_dtype(genomic[c])]
         raise IdaeError(
             f"genomic: non-numeric gene columns {non_numeric[:5]}{' ...' if len(non_numeric) > 5 else ''}"
             f" ({len(non_numeric)} in all); genes must hold numbers"
         )
-    genomic.columns = genomic.columns.astype(str)
-    dup_genes = genomic.columns[genomic.columns.duplicated()].unique().tolist()
-    if dup_genes:
-        raise IdaeError(f"genomic: duplicate gene columns {dup_genes[:5]}")
+    genomic.columns = gene_names
     clinical.columns = clinical.columns.astype(str)
 
     in_genomic = set(genomic.index)
@@ -222,9 +240,11 @@ def align(
         if n:
             dropped[gene] = f"non-finite in {n} samples"
     finite = np.where(np.isfinite(values), values, np.nan)
-    with np.errstate(invalid="ignore"):
-        sd = np.nanstd(finite, axis=0)
-    for gene, s in zip(genomic.columns, sd, strict=True):
+    # max - min, not a standard deviation: np.std of a constant 0.1 column is ~1e-17, not 0
+    with np.errstate(invalid="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        spread = np.nanmax(finite, axis=0) - np.nanmin(finite, axis=0)
+    for gene, s in zip(genomic.columns, spread, strict=True):
         if gene not in dropped and not s > 0:
             dropped[gene] = "constant"
     if len(dropped) == genomic.shape[1]:
@@ -287,7 +307,8 @@ class Standardizer:
     @classmethod
     def fit(cls, genomic: pd.DataFrame) -> Standardizer:
         scale = genomic.std(axis=0, ddof=0)
-        return cls(genomic.mean(axis=0), scale.where(scale > 0, 1.0))
+        varies = genomic.max(axis=0) > genomic.min(axis=0)  # np.std of a constant is ~1e-17, not 0
+        return cls(genomic.mean(axis=0), scale.where(varies & (scale > 0), 1.0))
 
     def transform(self, genomic: pd.DataFrame) -> pd.DataFrame:
         return (genomic - self.mean) / self.scale
@@ -566,7 +587,7 @@ def read_processed(folder: str | Path) -> Prepared:
     if absent:
         raise IdaeError(f"{folder} lacks {absent}: run notebooks/01_data_alignment.ipynb first")
     manifest = json.loads((folder / "manifest.json").read_text())
-    split = pd.read_csv(folder / "split.csv", index_col=0).iloc[:, 0]
+    split = pd.read_csv(folder / "split.csv", index_col=0, dtype=str).iloc[:, 0]
     split.index = split.index.astype(str)
     return Prepared(
         pd.read_parquet(folder / "clinical.parquet"), pd.read_parquet(folder / "genomic.parquet"), split, manifest

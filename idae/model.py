@@ -38,7 +38,13 @@ def mlp(sizes: list[int], spectral: bool) -> nn.Sequential:
     layers: list[nn.Module] = []
     for i, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:], strict=True)):
         linear = nn.Linear(n_in, n_out)
-        layers.append(spectral_norm(linear) if spectral else linear)
+        if spectral:
+            linear = spectral_norm(linear)
+            # torch runs 15 power iterations at registration; a wide random matrix's top singular values
+            # are close, so the estimate can be ~5% low until training refines it. Converge it now.
+            with torch.no_grad():
+                linear.parametrizations.weight[0]._power_method(linear.parametrizations.weight.original, 200)
+        layers.append(linear)
         if i < len(sizes) - 2:
             layers.append(nn.LeakyReLU(NEGATIVE_SLOPE))
     return nn.Sequential(*layers)

@@ -122,15 +122,20 @@ def train(
             with torch.autocast("cuda", dtype=torch.bfloat16, enabled=x_train.device.type == "cuda"):
                 main, rec = losses(net, objective, x_train[idx], y_train[idx], w_train[idx], noise)
             loss = main.float() + reconstruction_weight * rec.float()
-            if not torch.isfinite(loss):
+            what = "loss" if not torch.isfinite(loss) else ""
+            if not what:
+                optimiser.zero_grad(set_to_none=True)
+                loss.backward()
+                grad_norm = torch.nn.utils.clip_grad_norm_(net.parameters(), clip_norm)
+                # a finite loss can still have non-finite gradients; one step with them poisons the weights
+                what = "gradient" if not torch.isfinite(grad_norm) else ""
+            if what:
                 net.load_state_dict(best_state)
-                history.stopped = f"non-finite loss at epoch {epoch}; kept the weights of epoch {history.best_epoch}"
+                kept = f"epoch {history.best_epoch}" if history.best_epoch >= 0 else "the initial weights"
+                history.stopped = f"non-finite {what} at epoch {epoch}; kept the weights of {kept}"
                 warnings.warn(history.stopped, RuntimeWarning, stacklevel=2)
                 bar.close()
                 return history
-            optimiser.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(net.parameters(), clip_norm)
             optimiser.step()
             sums += [main.item(), rec.item()]
         history.train_objective.append(sums[0] / n_batches)

@@ -1,0 +1,314 @@
+"""Speed and memory of `idae` beside the design's old genes × genes encoder (run by `make bench`).
+
+Prints tables; it is not a test. Every configuration runs in a fresh subprocess (OMP_NUM_THREADS=2),
+so a peak RSS never carries over from one configuration to the next:
+
+- per configuration (genes × patients × architecture): parameter count of the whole network, median
+  fit time per epoch over a few epochs of a default `IDAE.fit` (dsm, batch 256, validation 15%), and
+  peak RSS growth of the child process over its footprint after imports (`resource.getrusage`);
+- the old architecture has an encoder whose first layer is genes × genes; it is skipped when its
+  estimated footprint exceeds a memory cap, and killed (reported "OOM/killed") if its RSS crosses it;
+- two wall-time targets: a default fit on the real gse1992 cohort and on a synthetic
+  2,000-patient × 600-gene cohort, each against 60 s.
+
+The machine is shared and noisy: read the genes×genes / idae ratios rather than absolute times.
+
+    python scripts/bench.py            # full run (about 5-10 minutes on 2 cores)
+    python scripts/bench.py --quick    # smoke run: 1k genes, no targets
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+THREADS = "2"
+GENES = (1000, 5000, 15000, 20000)
+PATIENTS = (124, 1240)  # the gse1992 cohort's size, and 10×
+MEMORY_CAP = 12 * 1024**3  # bytes: configurations estimated (or seen) above this are skipped (or killed)
+TARGET_S = 60.0
+ROOT = Path(__file__).resolve().parent.parent
+
+# ------------------------------------------------------------------------------------------ child side
+
+
+def synthetic_cohort(n_patients: int, n_genes: int, seed: int = 0):
+    """A cohort shaped like gse1992: er / node / grade / size_class / age with a few missing cells,
+    and genes = low-rank structure + ER and grade effects on some genes + noise."""
+    import pandas as pd
+
+    rng = np.random.default_rng(seed)
+    ids = [f"s{i:05d}" for i in range(n_patients)]
+    er = rng.choice(["neg", "pos"], n_patients, p=[0.3, 0.7])
+    grade = rng.choice(["1", "2", "3"], n_patients, p=[0.2, 0.4, 0.4])
+    node = rng.choice(["neg", "pos"], n_patients)
+    size = rng.choice(["1", "2", "3"], n_patients)
+    age = rng.normal(55, 11, n_patients)
+    clinical = pd.DataFrame({"er": er, "node": node, "grade": grade, "size_class": size, "age": age}, index=ids).astype(
+        {"er": "category", "node": "category", "grade": "category", "size_class": "category"}
+    )
+    for col in clinical.columns:  # about 2% missing cells per column
+        clinical.loc[rng.random(n_patients) < 0.02, col] = np.nan
+    rank = 8
+    x = rng.standard_normal((n_patients, rank)).astype(np.float32) @ rng.standard_normal((rank, n_genes)).astype(
+        np.float32
+    )
+    x += rng.standard_normal((n_patients, n_genes), dtype=np.float32)
+    k = max(1, n_genes // 20)
+    x[:, :k] += 2.0 * (er == "pos")[:, None]
+    x[:, k : 2 * k] += 1.0 * (grade.astype(int) - 2)[:, None]
+    genomic = pd.DataFrame(x, index=ids, columns=[f"G{j}" for j in range(n_genes)])
+    return clinical, genomic
+
+
+def rss_bytes() -> int:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+class _Enough(Exception):
+    """Raised at an epoch boundary once enough epochs are timed."""
+
+
+def child_epochs(spec: dict) -> dict:
+    """Fit a default IDAE for a few epochs; time each epoch at its boundaries."""
+    import idae
+    import idae.estimator as estimator
+
+    base = rss_bytes()
+    clinical, genomic = synthetic_cohort(spec["patients"], spec["genes"])
+    hidden = encoder_hidden(spec["genes"], spec["arch"])
+    model = idae.IDAE(latent_dim=6, encoder_hidden=hidden, max_epochs=spec["epochs"], progress=False)
+    marks: list[float] = []
+    real_train = estimator.train
+
+    def timed_train(net, x_train, design_train, *args, **kwargs):
+        def design():  # called once at the start of every epoch
+            marks.append(time.perf_counter())
+            done = len(marks) - 1
+            elapsed = marks[-1] - marks[0]
+            # a few epochs within the budget; a single one when one epoch alone is very slow
+            if (done >= spec["min_epochs"] and elapsed > spec["budget_s"]) or (
+                done >= 1 and elapsed > 3 * spec["budget_s"]
+            ):
+                raise _Enough
+            return design_train()
+
+        return real_train(net, x_train, design, *args, **kwargs)
+
+    estimator.train = timed_train
+    try:
+        model.fit(genomic, clinical)
+        marks.append(time.perf_counter())  # end of the last epoch (+ fit's short epilogue; the median ignores it)
+    except _Enough:
+        pass
+    epochs = np.diff(marks)
+    if len(epochs) > 2:
+        epochs = epochs[1:]  # the first epoch pays one-off allocations
+    params = sum(p.numel() for p in model.net.parameters())
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    return {
+        "params": params,
+        "epoch_s": float(np.median(epochs)),
+        "n_epochs": int(len(epochs)),
+        "peak_delta_mb": (peak - base) / 2**20,
+    }
+
+
+def child_target(spec: dict) -> dict:
+    """Wall time of a default fit, data loading excluded."""
+    import idae
+
+    if spec["data"] == "gse1992":
+        clinical, genomic = idae.load_cohort("gse1992")
+        aligned = idae.align(clinical[["er", "node", "grade", "size_class", "age"]], genomic)
+        clinical, genomic = aligned.clinical, aligned.genomic
+    else:
+        clinical, genomic = synthetic_cohort(spec["patients"], spec["genes"])
+    start = time.perf_counter()
+    model = idae.IDAE(latent_dim=6, progress=False).fit(genomic, clinical)
+    wall = time.perf_counter() - start
+    return {
+        "shape": f"{genomic.shape[0]} × {genomic.shape[1]}",
+        "wall_s": wall,
+        "epochs": len(model.history.train_objective),
+        "stopped": model.history.stopped,
+    }
+
+
+# ----------------------------------------------------------------------------------------- parent side
+
+
+def encoder_hidden(genes: int, arch: str) -> tuple[int, ...]:
+    return (genes, 256) if arch == "dense" else (256, 256)
+
+
+def count_params(genes: int, arch: str, latent_dim: int = 6, design_width: int = 16) -> int:
+    """Parameters of the whole IDAENet (encoder, condition encoder, decoder, scale), without building it.
+    design_width 16: er 2 + node 2 + grade 3 + size_class 3 levels, age 1, five missing masks."""
+
+    def mlp(sizes: list[int]) -> int:
+        return sum(a * b + b for a, b in zip(sizes[:-1], sizes[1:], strict=True))
+
+    k = 3 * latent_dim  # z, z², 0.1·z³
+    encoder = mlp([genes, *encoder_hidden(genes, arch), latent_dim])
+    return encoder + mlp([design_width, 64, 64, k]) + mlp([k, 256, 256, genes]) + 1
+
+
+def estimate_bytes(genes: int, patients: int, arch: str) -> int:
+    """A rough peak: about 10 copies of the parameters (weights, spectral-normalised weight, their
+    gradients, two Adam moments, best-state copies; 9.1 GB measured for 15k genes × genes), plus
+    activations and the data tables."""
+    activations = min(patients, 256) * genes * 4 * 16 + patients * genes * 8 * 4
+    return count_params(genes, arch) * 4 * 10 + activations + 600 * 2**20
+
+
+def run_child(kind: str, spec: dict, timeout: float, cap: int) -> dict:
+    """Run one configuration in a fresh interpreter; kill it if its RSS crosses `cap` or time runs out."""
+    import psutil
+
+    env = {
+        **os.environ,
+        "OMP_NUM_THREADS": THREADS,
+        "MKL_NUM_THREADS": THREADS,
+        "OPENBLAS_NUM_THREADS": THREADS,
+        "PYTHONHASHSEED": "0",
+    }
+    cmd = [sys.executable, str(Path(__file__).resolve()), f"--{kind}", json.dumps(spec)]
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
+    watched = psutil.Process(proc.pid)
+    start, reason = time.monotonic(), ""
+    while proc.poll() is None:
+        try:
+            if watched.memory_info().rss > cap:
+                reason = "OOM/killed"
+        except psutil.NoSuchProcess:
+            break
+        if time.monotonic() - start > timeout:
+            reason = "timeout"
+        if reason:
+            proc.kill()
+            break
+        time.sleep(0.1)
+    out, err = proc.communicate()
+    if reason:
+        return {"error": reason}
+    if proc.returncode != 0:
+        last = (err.strip().splitlines() or ["?"])[-1]
+        return {"error": "OOM/failed" if "memory" in last.lower() or proc.returncode < 0 else f"failed: {last}"}
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def fmt_int(n: float) -> str:
+    return f"{n / 1e6:.2f}M" if n >= 1e6 else f"{n / 1e3:.1f}k"
+
+
+def measure(genes: int, patients: int, arch: str, quick: bool, cap: int) -> dict:
+    """One configuration: the child's measurements, or {"error": ...}; "params" always present."""
+    params = count_params(genes, arch)
+    need = estimate_bytes(genes, patients, arch)
+    if need > cap:
+        return {"params": params, "error": f"OOM/skipped (est. {need / 2**30:.0f} GB)"}
+    spec = {
+        "genes": genes,
+        "patients": patients,
+        "arch": arch,
+        "epochs": 3 if quick else 7,
+        "min_epochs": 2 if quick else 3,
+        "budget_s": 5.0 if quick else 20.0,
+    }
+    result = run_child("child", spec, timeout=300, cap=cap)
+    if "error" not in result and result["params"] != params:
+        print(f"note: {arch} at {genes} genes has {result['params']} parameters, not {params} as computed")
+    return {"params": params, **result}
+
+
+def cells(r: dict) -> str:
+    """params, epoch s (epochs timed), peak MB."""
+    if "error" in r:
+        return f"{fmt_int(r['params']):>10} {r['error']:>25}"
+    return f"{fmt_int(r['params']):>10} {r['epoch_s']:>9.3f} ({r['n_epochs']}) {r['peak_delta_mb']:>10.0f}"
+
+
+def ratio(a: dict, b: dict, key: str) -> str:
+    if key in a and key in b:
+        return f"{b[key] / max(a[key], 1e-9):.1f}×"
+    return "-"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="smoke run: 1k genes only, no targets")
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    parser.add_argument("--target", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.child or args.target:
+        import warnings
+
+        warnings.simplefilter("ignore")
+        result = child_epochs(json.loads(args.child)) if args.child else child_target(json.loads(args.target))
+        print(json.dumps(result))
+        return 0
+
+    import psutil
+
+    cap = int(min(MEMORY_CAP, 0.8 * psutil.virtual_memory().available))
+    started = time.monotonic()
+    print(
+        f"idae bench: OMP_NUM_THREADS={THREADS}, a fresh subprocess per configuration, memory cap "
+        f"{cap / 2**30:.1f} GB. Default IDAE (dsm, batch 256, 15% validation); 'g×g' = the old encoder "
+        "whose first layer is genes × genes."
+    )
+    print(
+        "params = whole network; epoch s = median seconds per fit epoch (epochs timed); peak MB = growth "
+        "of the child's max RSS after imports; ratios = g×g / idae.\n"
+    )
+    header = (
+        f"{'genes':>6} {'patients':>8} | {'idae params':>10} {'epoch s':>13} {'peak MB':>10} | "
+        f"{'g×g params':>10} {'epoch s':>13} {'peak MB':>10} | {'params':>7} {'time':>6} {'memory':>6}"
+    )
+    print(header)
+    print("-" * len(header))
+    for genes in (1000,) if args.quick else GENES:
+        for patients in PATIENTS:
+            a = measure(genes, patients, "idae", args.quick, cap)
+            b = measure(genes, patients, "dense", args.quick, cap)
+            print(
+                f"{genes:>6} {patients:>8} | {cells(a)} | {cells(b)} | {ratio(a, b, 'params'):>7} "
+                f"{ratio(a, b, 'epoch_s'):>6} {ratio(a, b, 'peak_delta_mb'):>6}",
+                flush=True,
+            )
+    if not args.quick:
+        print(f"\ntargets: wall time of a default fit, IDAE(latent_dim=6, progress=False).fit, vs {TARGET_S:.0f} s")
+        header = f"{'data':<52} {'wall s':>7} {'/ 60 s':>7} {'epochs':>6}  stopped"
+        print(header)
+        print("-" * len(header))
+        for name, spec in (
+            ("gse1992, er,node,grade,size_class,age", {"data": "gse1992"}),
+            ("synthetic", {"data": "synthetic", "patients": 2000, "genes": 600}),
+        ):
+            r = run_child("target", spec, timeout=900, cap=cap)
+            if "error" in r:
+                print(f"{name:<52} {r['error']}")
+                continue
+            label = f"{name} ({r['shape']})"
+            verdict = "ok" if r["wall_s"] <= TARGET_S else "OVER TARGET"
+            print(
+                f"{label:<52} {r['wall_s']:>7.1f} {r['wall_s'] / TARGET_S:>7.2f} {r['epochs']:>6}  "
+                f"{r['stopped']} [{verdict}]",
+                flush=True,
+            )
+    print(f"\nbench took {time.monotonic() - started:.0f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
