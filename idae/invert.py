@@ -125,7 +125,9 @@ def counterfactual(
     mean_old, sd_old = latent.moments(old_r)
     mean_new, sd_new = latent.moments(new_r)
     z_new = mean_new + sd_new * (z - mean_old) / sd_old
-    decode = lambda codes: net.decoder(augment(torch.as_tensor(codes, dtype=torch.float32), net.augmentation))  # noqa: E731
+    def decode(codes: np.ndarray) -> torch.Tensor:
+        return net.decoder(augment(torch.as_tensor(codes, dtype=torch.float32, device=model.device), net.augmentation))
+
     delta = (decode(z_new) - decode(z)).double().cpu().numpy()
     out = genomic + delta * model.standardizer.scale.to_numpy()
     return out

@@ -1,4 +1,4 @@
-"""Identifiability metrics and the ICE-BeeM condition check.
+"""Identifiability metrics, the ICE-BeeM condition check, and the scores of an inversion.
 
 Strong MCC: mean absolute Pearson correlation between estimated and true factors after the best
 one-to-one matching (Hungarian algorithm) -- 1 means identified up to permutation and scaling.

@@ -1,0 +1,318 @@
+"""Inversion case studies (notebook 05): ensembles, scoring against a known truth, gene ranks, figures.
+
+Everything here works on counterfactual *profiles* (patients × genes) and the change they imply,
+Δ = profile after − profile before. A "predictor" is any `predict(genomic, clinical, changes)` with the
+contract of `IDAE.invert`: an `Ensemble` of fitted models and the baselines of `idae.baselines`
+(`InversionBaseline.predict`) both qualify, so every score is computed the same way for all of them.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import seaborn as sns
+
+from idae import metrics
+from idae.errors import IdaeError
+from idae.estimator import IDAE
+from idae.invert import METHODS, apply_changes, fit_latent_model, regressors
+
+Predict = Callable[[pd.DataFrame, pd.DataFrame, Any], pd.DataFrame]
+Z90 = 1.6448536269514722  # standard-normal 95% quantile: mean ± Z90·sd is a 90% interval
+
+
+# --------------------------------------------------------------------------------------------------
+# ensembles
+
+
+def with_inversion(model: IDAE, genomic: pd.DataFrame, clinical: pd.DataFrame, method: str) -> IDAE:
+    """A copy of a fitted model whose latent model is refitted with inversion `method` ("design"/"energy").
+
+    The inversion method only enters after training (`IDAE.fit` fits the latent model on the final
+    encoder), so refitting it on the same training patients gives exactly the model that
+    `IDAE(..., inversion=method).fit(...)` would have trained, without training again. Pass the
+    patients the model was trained on (not its validation set).
+    """
+    if method not in METHODS:
+        raise IdaeError(f"method must be one of {METHODS}, got {method!r}")
+    model._check_fitted()
+    genomic = model._genomic(genomic, fitted=True)
+    clinical = model._clinical(clinical, genomic.index)
+    out = copy.deepcopy(model)
+    out.config.inversion = method
+    out.latent_model = fit_latent_model(out.encode(genomic), regressors(out, clinical, method), method)
+    return out
+
+
+class Ensemble:
+    """Several fitted `IDAE` models (e.g. seeds); `invert` averages their counterfactual profiles."""
+
+    def __init__(self, models: Sequence[IDAE]):
+        if not models:
+            raise IdaeError("an ensemble needs at least one model")
+        self.models = list(models)
+
+    def __len__(self) -> int:
+        return len(self.models)
+
+    def profiles(self, genomic: pd.DataFrame, clinical: pd.DataFrame, changes: Any) -> np.ndarray:
+        """Each member's counterfactual profiles, stacked: (members, patients, genes)."""
+        return np.stack([m.invert(genomic, clinical, changes).to_numpy() for m in self.models])
+
+    def invert(self, genomic: pd.DataFrame, clinical: pd.DataFrame, changes: Any) -> pd.DataFrame:
+        """The members' mean counterfactual profile, as a DataFrame like `IDAE.invert`'s."""
+        genes = self.models[0].genes
+        return pd.DataFrame(self.profiles(genomic, clinical, changes).mean(axis=0), index=genomic.index, columns=genes)
+
+    predict = invert  # the baselines' name for the same contract
+
+
+def counterfactuals(
+    predictors: dict[str, Any], genomic: pd.DataFrame, clinical: pd.DataFrame, changes: Any
+) -> tuple[dict[str, pd.DataFrame], dict[str, np.ndarray]]:
+    """Every predictor's counterfactual profiles of the same patients under the same changes.
+
+    predictors: name -> an `Ensemble` or anything with `predict(genomic, clinical, changes)`.
+    Returns (name -> profiles DataFrame, ensemble name -> (members, n, p) member profiles).
+    """
+    predicted, members = {}, {}
+    for name, predictor in predictors.items():
+        if isinstance(predictor, Ensemble):
+            members[name] = predictor.profiles(genomic, clinical, changes)
+            genes = predictor.models[0].genes
+            predicted[name] = pd.DataFrame(members[name].mean(axis=0), index=genomic.index, columns=genes)
+        else:
+            predicted[name] = predictor.predict(genomic, clinical, changes)
+    return predicted, members
+
+
+def intervals(profiles: np.ndarray, level: float = 0.90) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Per-cell intervals from an ensemble's (members, n, p) profiles.
+
+    "normal": mean ± z·sd across members (sd with ddof=1; z = 1.645 for 90%);
+    "quantile": the empirical (1−level)/2 and (1+level)/2 quantiles across members (linear interpolation).
+    """
+    if profiles.ndim != 3 or len(profiles) < 2:
+        raise IdaeError(f"intervals need (members >= 2, n, p) profiles, got shape {profiles.shape}")
+    if level != 0.90:
+        from scipy.stats import norm
+
+        z = float(norm.ppf(0.5 + level / 2))
+    else:
+        z = Z90
+    mean, sd = profiles.mean(axis=0), profiles.std(axis=0, ddof=1)
+    tail = (1 - level) / 2
+    lo, hi = np.quantile(profiles, [tail, 1 - tail], axis=0)
+    return {"normal": (mean - z * sd, mean + z * sd), "quantile": (lo, hi)}
+
+
+# --------------------------------------------------------------------------------------------------
+# scores
+
+
+def round_trip(predict: Predict, genomic: pd.DataFrame, clinical: pd.DataFrame, changes: dict[str, Any]) -> float:
+    """`metrics.cycle_consistency` of y -> y' -> y: change the clinical values, then change them back.
+
+    Only patients whose changed columns were observed take part (a missing cell cannot be set back).
+    """
+    columns = list(changes)
+    keep = clinical[columns].notna().all(axis=1)
+    if not keep.any():
+        return float("nan")
+    genomic, clinical = genomic[keep], clinical[keep]
+    changed = apply_changes(clinical, changes, list(clinical.columns))
+    there = predict(genomic, clinical, changes)
+    back = predict(there, changed, clinical[columns])
+    return metrics.cycle_consistency(genomic, back)
+
+
+def score(
+    predict: Predict,
+    genomic: pd.DataFrame,
+    clinical: pd.DataFrame,
+    changes: dict[str, Any],
+    truth: pd.DataFrame,
+    predicted: pd.DataFrame | None = None,
+) -> dict[str, float]:
+    """Every inversion metric of one predictor for source patients whose true counterfactual is known.
+
+    genomic, clinical: the source patients; truth: their true counterfactual profiles. Per patient
+    (`metrics.per_patient_delta`, medians), per population (`metrics.population_metrics` against the
+    true counterfactual cloud), `metrics.residual_preservation` (deviations from the source mean before
+    and from the true counterfactual mean after) and the y -> y' -> y round trip.
+    `predicted`: the predictor's profiles when already computed.
+    """
+    if predicted is None:
+        predicted = predict(genomic, clinical, changes)
+    per_patient = metrics.per_patient_delta(predicted - genomic, truth - genomic)
+    pop = metrics.population_metrics(predicted, truth, genomic, top=(20,))
+    return {
+        "pearson": float(per_patient["pearson"].median()),
+        "r2": float(per_patient["r2"].median()),
+        "r2_mean_all": pop["r2_mean_all"],
+        "r2_mean_top20": pop["r2_mean_top20"],
+        "pearson_delta": pop["pearson_delta"],
+        "wrong_direction_top20": pop["wrong_direction_top20"],
+        "energy_distance": pop["energy_distance"],
+        "residual_preservation": metrics.residual_preservation(
+            genomic, predicted, genomic.mean(axis=0), truth.mean(axis=0)
+        ),
+        "cycle_consistency": round_trip(predict, genomic, clinical, changes),
+    }
+
+
+def per_patient(predicted: pd.DataFrame, genomic: pd.DataFrame, truth: pd.DataFrame) -> pd.DataFrame:
+    """`metrics.per_patient_delta` of a predictor's profiles against the true ones."""
+    return metrics.per_patient_delta(predicted - genomic, truth - genomic)
+
+
+# --------------------------------------------------------------------------------------------------
+# real cohorts: gene effects and ranks
+
+
+def group_effect(genomic: pd.DataFrame, labels: pd.Series, low: str, high: str) -> pd.Series:
+    """Observed per-gene contrast: mean over patients labelled `high` − mean over those labelled `low`."""
+    labels = labels.reindex(genomic.index).astype(object)
+    a, b = genomic[labels == low], genomic[labels == high]
+    if len(a) == 0 or len(b) == 0:
+        raise IdaeError(f"no patient labelled {low if len(a) == 0 else high!r}")
+    return b.mean(axis=0) - a.mean(axis=0)
+
+
+def stratified_effect(genomic: pd.DataFrame, labels: pd.Series, low: str, high: str, strata: pd.Series) -> pd.Series:
+    """The contrast `high` − `low` within each stratum that holds both, averaged with weights n_low·n_high/n."""
+    labels = labels.reindex(genomic.index).astype(object)
+    strata = strata.reindex(genomic.index).astype(object)
+    total, weight = 0.0, 0.0
+    for level in sorted(strata.dropna().unique()):
+        inside = strata == level
+        n_low, n_high = int((inside & (labels == low)).sum()), int((inside & (labels == high)).sum())
+        if n_low and n_high:
+            w = n_low * n_high / (n_low + n_high)
+            total = total + w * group_effect(genomic[inside], labels[inside], low, high)
+            weight += w
+    if weight == 0:
+        raise IdaeError("no stratum holds both groups")
+    return total / weight
+
+
+def ranks(effect: pd.Series) -> pd.Series:
+    """Rank of each gene by |effect| (1 = largest), ties broken by gene order."""
+    order = np.argsort(-np.abs(effect.to_numpy()), kind="stable")
+    out = np.empty(len(effect), dtype=int)
+    out[order] = np.arange(1, len(effect) + 1)
+    return pd.Series(out, index=effect.index, name="rank")
+
+
+def signature_table(effects: dict[str, pd.Series], genes: Sequence[str], top_share: float = 0.05) -> pd.DataFrame:
+    """For each method's per-gene effect: rank of each signature gene by |effect|, and its sign.
+
+    Rows: the signature genes present in every effect ("rank (sign)"), then "in top {share}" (how many
+    rank within the top share of genes, either sign) and "up and in top {share}" (those of them with a
+    positive effect: the expected direction for a signature the change should raise).
+    """
+    present = [g for g in genes if all(g in e.index for e in effects.values())]
+    table = {}
+    for name, effect in effects.items():
+        r = ranks(effect)
+        cut = int(np.ceil(top_share * len(effect)))
+        column = {g: f"{r[g]} ({'+' if effect[g] > 0 else '−'})" for g in present}
+        column[f"in top {top_share:.0%}"] = int((r[present] <= cut).sum())
+        column[f"up and in top {top_share:.0%}"] = int(((r[present] <= cut) & (effect[present] > 0)).sum())
+        table[name] = column
+    return pd.DataFrame(table)
+
+
+# --------------------------------------------------------------------------------------------------
+# figures
+
+
+def per_patient_figure(scores: dict[str, pd.DataFrame], title: str) -> plt.Figure:
+    """Per-patient Pearson r and R² of the predicted against the true change, one box per method."""
+    long = pd.concat([s.assign(method=name) for name, s in scores.items()], ignore_index=True)
+    fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
+    for ax, col, label in ((axes[0], "pearson", "Pearson r"), (axes[1], "r2", "R² (clipped at −1)")):
+        data = long.assign(value=long[col].clip(lower=-1)).dropna(subset=["value"])
+        sns.boxplot(data=data, x="method", y="value", ax=ax, color="#9fb8d8", fliersize=2)
+        ax.set_ylabel(f"per-patient {label}")
+        ax.set_xlabel("")
+        ax.tick_params(axis="x", rotation=30)
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def volcano(mean: pd.Series, consistency: pd.Series, marked: dict[str, Sequence[str]], ylabel: str,
+            top_share: float = 0.05) -> plt.Figure:  # fmt: skip
+    """Mean Δ̂ per gene against a consistency score, genes of each `marked` set labelled."""
+    fig, ax = plt.subplots(figsize=(6.5, 4.8))
+    ax.scatter(mean, consistency, s=4, color="#bbbbbb", rasterized=True, label="all genes")
+    cut = np.sort(np.abs(mean.to_numpy()))[::-1][int(np.ceil(top_share * len(mean))) - 1]
+    for x in (-cut, cut):
+        ax.axvline(x, color="#888888", lw=0.8, ls="--")
+    for (name, genes), color in zip(marked.items(), sns.color_palette("deep"), strict=False):
+        shown = [g for g in genes if g in mean.index]
+        ax.scatter(mean[shown], consistency[shown], s=22, color=color, label=name, zorder=3)
+        for g in shown:
+            ax.annotate(g, (mean[g], consistency[g]), fontsize=7, xytext=(3, 2), textcoords="offset points")
+    ax.set_xlabel("mean predicted change Δ̂ (standardised units)")
+    ax.set_ylabel(ylabel)
+    ax.legend(fontsize=8, loc="best")
+    ax.set_title(f"dashed: top {top_share:.0%} of genes by |mean Δ̂|")
+    fig.tight_layout()
+    return fig
+
+
+def top_genes_figure(effect: pd.Series, marked: Sequence[str], n: int = 30, title: str = "") -> plt.Figure:
+    """The n genes with the largest |effect|, signature genes in colour."""
+    top = effect.loc[ranks(effect).sort_values().index[:n]]
+    colors = ["#c44e52" if g in marked else "#9fb8d8" for g in top.index]
+    fig, ax = plt.subplots(figsize=(6, 0.22 * n + 1))
+    ax.barh(np.arange(n)[::-1], top.to_numpy(), color=colors)
+    ax.set_yticks(np.arange(n)[::-1], top.index, fontsize=8)
+    ax.axvline(0, color="black", lw=0.8)
+    ax.set_xlabel("mean predicted change Δ̂ (standardised units)")
+    ax.set_title(title)
+    fig.tight_layout()
+    return fig
+
+
+def replication_figure(panels: dict[str, tuple[pd.Series, pd.Series]], ylabel: str,
+                       marked: Sequence[str] = ()) -> plt.Figure:  # fmt: skip
+    """One scatter per panel: (x effect, y effect) over shared genes with Pearson r in the title."""
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.6 * len(panels), 4.2), squeeze=False)
+    for ax, (xlabel, (x, y)) in zip(axes[0], panels.items(), strict=True):
+        ax.scatter(x, y, s=3, alpha=0.4, color="#4c72b0", rasterized=True)
+        shown = [g for g in marked if g in x.index]
+        ax.scatter(x[shown], y[shown], s=18, color="#c44e52", zorder=3)
+        for g in shown:
+            ax.annotate(g, (x[g], y[g]), fontsize=7, xytext=(3, 2), textcoords="offset points")
+        r = np.corrcoef(x.to_numpy(), y.to_numpy())[0, 1]
+        ax.set_title(f"r = {r:.2f} over {len(x)} genes")
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel(ylabel)
+    fig.tight_layout()
+    return fig
+
+
+def patient_heatmap(before: pd.DataFrame, after: pd.DataFrame, genes: Sequence[str], title: str = "") -> plt.Figure:
+    """Before / after profiles of a few patients over `genes`: one row pair per patient."""
+    rows, labels = [], []
+    for patient in before.index:
+        rows += [before.loc[patient, list(genes)], after.loc[patient, list(genes)]]
+        labels += [f"{patient} before", f"{patient} after"]
+    table = pd.DataFrame(rows, index=labels)
+    lim = float(np.abs(table.to_numpy()).max())
+    fig, ax = plt.subplots(figsize=(0.32 * len(genes) + 3, 0.36 * len(table) + 1.5))
+    sns.heatmap(table, cmap="RdBu_r", center=0, vmin=-lim, vmax=lim, ax=ax,
+                cbar_kws={"label": "expression (standardised)"})  # fmt: skip
+    for k in range(2, len(table), 2):
+        ax.axhline(k, color="white", lw=2)
+    ax.set_title(title)
+    fig.tight_layout()
+    return fig
