@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import io
 import json
+import math
 import os
 import shutil
 import tempfile
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +25,7 @@ from idae.model import AUGMENTATIONS, IDAENet
 from idae.train import OBJECTIVES, History, resolve_device, seed_everything, train
 
 WEIGHTS, CONFIG = "weights.pt", "config.json"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: config.json records the SHA-256 of weights.pt
 
 
 @dataclasses.dataclass
@@ -290,72 +294,339 @@ class IDAE:
     # ------------------------------------------------------------------------------------ save/load
 
     def save(self, path: str | Path) -> Path:
-        """Write `path/` with weights.pt (a state dict) and config.json, atomically."""
+        """Write `path/` with weights.pt (a state dict) and config.json, atomically.
+
+        config.json records the SHA-256 of weights.pt, which `load` checks. An existing `path` is
+        replaced only when it is a model folder (or empty); any other file or folder is left alone.
+        """
         net = self._check_fitted()
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        config = dataclasses.asdict(self.config)
+        path = _as_path(path)
+        state = {k: v.detach().cpu() for k, v in net.state_dict().items()}
+        bad = [k for k, v in state.items() if not bool(torch.isfinite(v).all())]
+        if bad:
+            raise IdaeError(f"cannot save: the network holds non-finite weights in {bad[:3]}")
+        not_text = [c for c in self.design.columns if not isinstance(c, str)]
+        if not_text:
+            raise IdaeError(
+                f"cannot save: clinical column names must be strings to be stored in {CONFIG}, got "
+                f"{not_text[:5]}; rename the clinical columns (idae.align does) and fit again"
+            )
+        buffer = io.BytesIO()
+        torch.save(state, buffer)
+        raw = buffer.getvalue()
         payload = {
             "format_version": FORMAT_VERSION,
-            "config": config,
+            SHA256: hashlib.sha256(raw).hexdigest(),
+            "config": dataclasses.asdict(self.config),
             "genes": self.genes,
             "standardizer": self.standardizer.to_dict(),
             "design": self.design.to_dict(),
             "latent_model": dataclasses.asdict(self.latent_model),
             "history": dataclasses.asdict(self.history) if self.history else None,
         }
-        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
         try:
-            torch.save({k: v.cpu() for k, v in net.state_dict().items()}, tmp / WEIGHTS)
-            (tmp / CONFIG).write_text(json.dumps(payload))
-            if path.exists():
-                old = path.with_name(f".{path.name}.old")
-                shutil.rmtree(old, ignore_errors=True)
-                os.replace(path, old)
-                os.replace(tmp, path)
-                shutil.rmtree(old, ignore_errors=True)
-            else:
-                os.replace(tmp, path)
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
+            text = json.dumps(payload)
+            # what load would refuse is refused now, while the fitted model is still in memory
+            _check_payload(json.loads(text), CONFIG)
+        except (TypeError, ValueError) as err:  # IdaeError is a ValueError
+            raise IdaeError(f"cannot save this model, it could not be loaded back: {err}") from err
+        try:
+            _check_target(path)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+            try:
+                (tmp / WEIGHTS).write_bytes(raw)
+                (tmp / CONFIG).write_text(text)
+                if path.exists():
+                    old = path.with_name(f".{path.name}.old")
+                    shutil.rmtree(old, ignore_errors=True)
+                    os.replace(path, old)
+                    os.replace(tmp, path)
+                    shutil.rmtree(old, ignore_errors=True)
+                else:
+                    os.replace(tmp, path)
+            finally:
+                shutil.rmtree(tmp, ignore_errors=True)
+        except OSError as err:
+            raise IdaeError(f"cannot save the model to {path}: {err}") from err
         return path
 
     @classmethod
     def load(cls, path: str | Path, device: str | None = None) -> IDAE:
-        """Read a model written by `save`. Weights are loaded with `weights_only=True`: never executed."""
-        path = Path(path)
-        if not (path / CONFIG).is_file() or not (path / WEIGHTS).is_file():
-            raise IdaeError(f"{path} is not a saved IDAE model (expected {CONFIG} and {WEIGHTS} inside)")
+        """Read a model written by `save`, refusing (IdaeError naming the file) anything else.
+
+        Weights are read with `weights_only=True`, so nothing in the file is ever executed; every
+        tensor's name, shape, dtype and finiteness is checked against the model that config.json
+        describes, then the file's SHA-256 against the one recorded at save time (last, so that a
+        file with a wrong tensor is told which tensor, not just that it changed).
+        """
+        path = _as_path(path)
+        if not path.is_dir():
+            raise IdaeError(f"{path} is not a saved IDAE model: " + ("not a folder" if path.exists() else "not found"))
+        for name in (CONFIG, WEIGHTS):
+            if not (path / name).is_file():
+                raise IdaeError(f"{path} is not a saved IDAE model: {path / name} is missing")
+        config_file, weights_file = path / CONFIG, path / WEIGHTS
         try:
-            payload = json.loads((path / CONFIG).read_text())
-            config = payload["config"]
-            if payload.get("format_version") != FORMAT_VERSION:
-                raise IdaeError(f"{path}: unsupported format version {payload.get('format_version')!r}")
-            if device is not None:
-                config["device"] = device
-            config["progress"] = False
+            payload = json.loads(config_file.read_bytes().decode("utf-8"), object_pairs_hook=_no_duplicate_keys)
+        except (OSError, ValueError, RecursionError) as err:  # JSONDecodeError, UnicodeDecodeError: ValueError
+            raise IdaeError(f"{config_file} is damaged or not an IDAE config: {err!r}") from err
+        _check_payload(payload, str(config_file))
+        config = dict(payload["config"], progress=False)
+        if device is not None:
+            config["device"] = device
+        try:
             model = cls(**config)
-            model.genes = list(payload["genes"])
-            model.standardizer = Standardizer.from_dict(payload["standardizer"])
-            model.design = ClinicalDesign.from_dict(payload["design"])
-            model.latent_model = LatentModel(**payload["latent_model"])
-            model.history = History(**payload["history"]) if payload.get("history") else None
-        except (json.JSONDecodeError, KeyError, TypeError, UnicodeDecodeError) as err:
-            raise IdaeError(f"{path / CONFIG} is damaged or not an IDAE config: {err!r}") from err
-        if model.standardizer.mean.index.tolist() != model.genes:
-            raise IdaeError(f"{path / CONFIG}: the standardiser's genes do not match the model's genes")
-        try:
-            state = torch.load(path / WEIGHTS, map_location="cpu", weights_only=True)
-        except Exception as err:  # torch raises several types for damaged or unsafe files
-            raise IdaeError(f"{path / WEIGHTS} is damaged or not a plain weights file: {err}") from err
+        except IdaeError as err:  # the config itself was checked above: only the device argument is left
+            raise IdaeError(f"cannot load {path} with device={device!r}: {err}") from err
+        model.genes = list(payload["genes"])
+        model.standardizer = Standardizer.from_dict(payload["standardizer"])
+        model.design = ClinicalDesign.from_dict(payload["design"])
+        model.latent_model = LatentModel(**payload["latent_model"])
+        model.history = History(**payload["history"]) if payload["history"] is not None else None
+
         c = model.config
+        misfit = f"{weights_file} does not fit the model in {CONFIG}"
+        try:
+            raw = weights_file.read_bytes()  # hashed and unpickled from the same bytes
+            with warnings.catch_warnings():  # e.g. about the pickle protocol of a file refused just below
+                warnings.simplefilter("ignore")
+                state = torch.load(io.BytesIO(raw), map_location="cpu", weights_only=True)
+        except Exception as err:  # torch raises many types for damaged or unsafe files
+            raise IdaeError(f"{weights_file} is damaged or not a plain weights file: {_load_failure(err)}") from err
+        if not isinstance(state, dict):
+            raise IdaeError(f"{misfit}: it holds a {type(state).__name__}, not a state dict of tensors")
+        odd = [k for k, v in state.items() if not isinstance(k, str) or not isinstance(v, torch.Tensor)]
+        if odd:
+            raise IdaeError(f"{misfit}: entries {odd[:5]} are not named tensors")
+        # Refuse a config that describes a network larger than the file before allocating it: each
+        # float32 weight takes 4 bytes of weights.pt (tensor sizes in the file are not to be trusted).
+        features = c.latent_dim * len(set(c.augmentation))
+        n_weights = sum(
+            a * b
+            for sizes in (
+                [len(model.genes), *c.encoder_hidden, c.latent_dim],
+                [model.design.width, *c.condition_hidden, features],
+                [features, *c.decoder_hidden, len(model.genes)],
+            )
+            for a, b in zip(sizes[:-1], sizes[1:], strict=False)
+        )
+        if 4 * n_weights > len(raw):
+            raise IdaeError(f"{misfit}: the config needs at least {n_weights} weights, the file has {len(raw)} bytes")
         net = IDAENet(
             len(model.genes), model.design.width, c.latent_dim, c.augmentation,
             c.encoder_hidden, c.condition_hidden, c.decoder_hidden, c.decoder_noise,
         )  # fmt: skip
+        _check_state(state, net.state_dict(), misfit, model)
+        if hashlib.sha256(raw).hexdigest() != payload[SHA256]:
+            raise IdaeError(
+                f"{weights_file} is not the file that was saved with {CONFIG}: its SHA-256 differs from "
+                f"the recorded {SHA256} (modified, replaced or damaged after saving)"
+            )
         try:
             net.load_state_dict(state)
-        except (RuntimeError, TypeError, AttributeError) as err:
-            raise IdaeError(f"{path / WEIGHTS} does not fit the model in {CONFIG}: {err}") from err
-        model.net = net.to(model.device).eval()
+            model.net = net.to(model.device).eval()
+        except (RuntimeError, AssertionError, TypeError, ValueError) as err:  # e.g. cuda absent
+            raise IdaeError(f"{path}: could not place the model on device {c.device!r}: {err}") from err
         return model
+
+
+# ---------------------------------------------------------------------------------- model-file checks
+
+SHA256 = "weights_sha256"
+PAYLOAD_KEYS = ("format_version", SHA256, "config", "genes", "standardizer", "design", "latent_model", "history")
+
+
+def _as_path(path: Any) -> Path:
+    if not isinstance(path, (str, os.PathLike)) or not str(path):
+        raise IdaeError(f"a model path must be a non-empty str or Path, got {path!r}")
+    return Path(path)
+
+
+def _check_target(path: Path) -> None:
+    """`save` replaces an existing `path` only when it is an IDAE model folder (or an empty one)."""
+    if not (path.exists() or path.is_symlink()):
+        return
+    if path.is_symlink() or not path.is_dir():
+        raise IdaeError(f"cannot save to {path}: it exists and is not a model folder; choose another path")
+    others = sorted(p.name for p in path.iterdir() if p.name not in (WEIGHTS, CONFIG))
+    if others:
+        raise IdaeError(
+            f"cannot save to {path}: the folder holds files other than a saved model ({others[:5]}); "
+            "refusing to replace it, choose a new or empty path"
+        )
+
+
+def _load_failure(err: Exception) -> str:
+    """torch.load's reason, without its advice to retry with weights_only=False (never do that here)."""
+    text = str(err)
+    if "Weights only load failed" in text:
+        parts = [p.strip() for p in text.split("\n\n") if p.strip()]
+        detail = next((p for p in parts[1:] if not p.startswith("Check the documentation")), "")
+        return f"it holds objects other than tensors, refused without running them ({detail})"
+    return text.split(". ")[0] or type(err).__name__
+
+
+def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    keys = [k for k, _ in pairs]
+    repeated = sorted({k for k in keys if keys.count(k) > 1})
+    if repeated:
+        raise ValueError(f"duplicate keys {repeated}")
+    return dict(pairs)
+
+
+def _is_number(value: Any, finite: bool = True) -> bool:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    try:
+        return math.isfinite(value) or not finite
+    except OverflowError:  # an integer too large for a float
+        return False
+
+
+def _check_payload(payload: Any, where: str) -> None:
+    """Raise IdaeError naming `where` and the entry unless `payload` is a well-formed, consistent config."""
+
+    def fail(problem: str) -> IdaeError:
+        return IdaeError(f"{where}: {problem}")
+
+    def keys(value: Any, expected: list[str] | tuple[str, ...], name: str) -> None:
+        if not isinstance(value, dict):
+            raise fail(f"{name} must be an object, got {type(value).__name__}")
+        unknown, absent = sorted(map(str, set(value) - set(expected))), [k for k in expected if k not in value]
+        if unknown or absent:
+            problems = [f"has unknown keys {unknown}"] * bool(unknown) + [f"lacks keys {absent}"] * bool(absent)
+            raise fail(f"{name} {' and '.join(problems)}; expected exactly {list(expected)}")
+
+    def numbers(value: Any, name: str, length: int | None = None, finite: bool = True) -> list[float]:
+        if not isinstance(value, list) or not all(_is_number(v, finite) for v in value):
+            raise fail(f"{name} must be a list of {'finite ' if finite else ''}numbers")
+        if length is not None and len(value) != length:
+            raise fail(f"{name} has {len(value)} entries, expected {length}")
+        return value
+
+    def names(value: Any, name: str, min_length: int = 1) -> list[str]:
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise fail(f"{name} must be a list of strings")
+        if len(value) < min_length or len(set(value)) < len(value):
+            raise fail(f"{name} must hold at least {min_length} distinct names, got {value[:8]}")
+        return value
+
+    if not isinstance(payload, dict):
+        raise fail(f"not an IDAE config: a JSON {type(payload).__name__} instead of an object")
+    version = payload.get("format_version")
+    if type(version) is not int or version != FORMAT_VERSION:
+        raise fail(
+            f"unsupported format version {version!r}: this idae reads version {FORMAT_VERSION} "
+            "(fit and save the model again with this version)"
+        )
+    keys(payload, PAYLOAD_KEYS, "the config file")
+    digest = payload[SHA256]
+    if not isinstance(digest, str) or len(digest) != 64 or set(digest) - set("0123456789abcdef"):
+        raise fail(f"{SHA256} must be 64 lowercase hex digits, got {digest!r}")
+
+    config = payload["config"]
+    fields = dataclasses.fields(Config)
+    keys(config, [f.name for f in fields], "config")
+    for f in fields:
+        value, default = config[f.name], f.default
+        if isinstance(default, bool):
+            ok = isinstance(value, bool)
+        elif isinstance(default, int):
+            ok = isinstance(value, int) and not isinstance(value, bool)
+        elif isinstance(default, float):
+            ok = _is_number(value)
+        elif isinstance(default, str):
+            ok = isinstance(value, str)
+        else:  # a tuple of str or int, stored as a JSON list
+            kind = type(default[0])
+            ok = isinstance(value, list) and all(isinstance(v, kind) and not isinstance(v, bool) for v in value)
+        if not ok:
+            if isinstance(default, tuple):
+                raise fail(f"config[{f.name!r}] must be of type list of {type(default[0]).__name__}, got {value!r}")
+            raise fail(f"config[{f.name!r}] must be of type {type(default).__name__}, got {value!r}")
+    try:
+        Config(**{k: tuple(v) if isinstance(v, list) else v for k, v in config.items()}).check()
+    except IdaeError as err:
+        raise fail(str(err)) from err
+
+    genes = names(payload["genes"], "genes")
+    scaler = payload["standardizer"]
+    keys(scaler, ("genes", "mean", "scale"), "standardizer")
+    if scaler["genes"] != genes:
+        raise fail("the standardiser's genes do not match the model's genes")
+    numbers(scaler["mean"], "standardizer mean", len(genes))
+    if not all(v > 0 for v in numbers(scaler["scale"], "standardizer scale", len(genes))):
+        raise fail("standardizer scale must be positive")
+
+    design = payload["design"]
+    keys(design, [f.name for f in dataclasses.fields(ClinicalDesign)], "design")
+    columns = names(design["columns"], "design columns")
+    levels, numeric = design["levels"], design["mean"]
+    for name in ("levels", "frequencies", "mean", "scale", "observed"):
+        if not isinstance(design[name], dict):
+            raise fail(f"design {name} must be an object")
+    if set(levels) & set(numeric) or set(levels) | set(numeric) != set(columns):
+        raise fail(f"design columns {columns} must each be either categorical (levels) or numeric (mean)")
+    if set(design["frequencies"]) != set(levels) or not set(numeric) == set(design["scale"]) == set(design["observed"]):
+        raise fail("design frequencies / scale / observed do not cover the same columns as levels / mean")
+    for col, col_levels in levels.items():
+        names(col_levels, f"design levels of {col!r}", min_length=2)
+        p = numbers(design["frequencies"][col], f"design frequencies of {col!r}", len(col_levels))
+        if min(p) < 0 or abs(sum(p) - 1) > 1e-6:
+            raise fail(f"design frequencies of {col!r} are not probabilities")
+    for col in numeric:
+        numbers([numeric[col]], f"design mean of {col!r}")
+        if not numbers([design["scale"][col]], f"design scale of {col!r}")[0] > 0:
+            raise fail(f"design scale of {col!r} must be positive")
+        if not numbers(design["observed"][col], f"design observed values of {col!r}"):
+            raise fail(f"design observed values of {col!r} are empty")
+
+    latent = payload["latent_model"]
+    keys(latent, [f.name for f in dataclasses.fields(LatentModel)], "latent_model")
+    if latent["method"] != config["inversion"]:
+        raise fail(f"latent_model method {latent['method']!r} differs from config inversion {config['inversion']!r}")
+    width = sum(len(v) for v in levels.values()) + len(numeric) + len(columns)
+    augmentation = config["augmentation"]
+    n_regressors = width if latent["method"] == "design" else config["latent_dim"] * len(set(augmentation))
+    for name in ("mean_coef", "logvar_coef"):
+        rows = latent[name]
+        if not isinstance(rows, list) or len(rows) != 1 + n_regressors:
+            raise fail(f"latent_model {name} must have {1 + n_regressors} rows (1 + the regressors)")
+        for row in rows:
+            numbers(row, f"latent_model {name} rows", config["latent_dim"])
+
+    history = payload["history"]
+    if history is not None:
+        keys(history, [f.name for f in dataclasses.fields(History)], "history")
+        for f in dataclasses.fields(History):
+            value = history[f.name]
+            if f.name == "best_epoch":
+                ok = isinstance(value, int) and not isinstance(value, bool)
+            elif f.name == "stopped":
+                ok = isinstance(value, str)
+            else:
+                ok = isinstance(value, list) and all(_is_number(v, finite=False) for v in value)
+            if not ok:
+                raise fail(f"history[{f.name!r}] has the wrong type")
+
+
+def _check_state(state: dict[str, torch.Tensor], expected: dict[str, torch.Tensor], misfit: str, model: IDAE) -> None:
+    """Raise IdaeError unless `state` holds exactly the tensors `expected` names, same shapes, finite."""
+    missing, extra = [k for k in expected if k not in state], [k for k in state if k not in expected]
+    if missing or extra:
+        problems = [f"missing tensors {missing[:5]}"] * bool(missing)
+        problems += [f"unexpected tensors {extra[:5]}"] * bool(extra)
+        raise IdaeError(f"{misfit}: {', '.join(problems)}")
+    c = model.config
+    sizes = f"{len(model.genes)} genes, design width {model.design.width}, latent_dim {c.latent_dim}"
+    for key, want in expected.items():
+        have = state[key]
+        if have.shape != want.shape:
+            raise IdaeError(
+                f"{misfit}: {key} has shape {tuple(have.shape)}, the config ({sizes}) needs {tuple(want.shape)}"
+            )
+        if have.dtype != want.dtype or have.layout != torch.strided or have.device.type != "cpu":
+            raise IdaeError(f"{misfit}: {key} is a {have.dtype} {have.layout} tensor, expected {want.dtype}")
+        if not bool(torch.isfinite(have).all()):
+            raise IdaeError(f"{misfit}: {key} holds non-finite values")

@@ -73,3 +73,19 @@ def test_notebook_parameter_cells_hold_literals_only():
         params = pm.inspect_notebook(str(path))
         assert params, f"{path.name} has no parameters cell"
         assert "out_dir" in params, f"{path.name} must take out_dir so reuse never touches the report"
+
+
+def test_committed_notebook_outputs_hold_no_machine_paths():
+    """A stored output naming this machine's checkout (a warning's file path, say) differs on any other
+    clone, so nbval would fail there; outputs must speak of the project only."""
+    import json
+
+    root = Path(__file__).resolve().parent.parent
+    offenders = []
+    for path in sorted((root / "notebooks").glob("0[1-9]_*.ipynb")):
+        for i, cell in enumerate(json.loads(path.read_text())["cells"]):
+            for output in cell.get("outputs", []):
+                text = json.dumps(output)
+                if str(root) in text or "site-packages" in text:
+                    offenders.append(f"{path.name} cell {i}")
+    assert not offenders, offenders
