@@ -7,6 +7,7 @@ import hashlib
 import io
 import json
 import math
+import numbers
 import os
 import shutil
 import tempfile
@@ -65,18 +66,31 @@ class Config:
             positive_int(name)
         if self.objective not in OBJECTIVES:
             raise IdaeError(f"objective must be one of {OBJECTIVES}, got {self.objective!r}")
-        if not self.augmentation or set(self.augmentation) - set(AUGMENTATIONS):
+        terms = self.augmentation
+        valid = not isinstance(terms, str) and all(isinstance(t, str) for t in terms)
+        if not valid or not terms or set(terms) - set(AUGMENTATIONS):
             raise IdaeError(f"augmentation must be a non-empty subset of {AUGMENTATIONS}, got {self.augmentation}")
         for name in ("encoder_hidden", "condition_hidden", "decoder_hidden"):
             sizes = getattr(self, name)
             if not all(isinstance(s, int) and not isinstance(s, bool) and s > 0 for s in sizes):
                 raise IdaeError(f"{name} must be a tuple of positive integers, got {sizes!r}")
+        def finite_number(name: str) -> float:
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
+                raise IdaeError(f"{name} must be a finite number, got {value!r}")
+            return float(value)
+
         for name in ("noise", "learning_rate", "clip_norm"):
-            if not float(getattr(self, name)) > 0:
+            if not finite_number(name) > 0:
                 raise IdaeError(f"{name} must be positive, got {getattr(self, name)!r}")
-        for name in ("decoder_noise", "reconstruction_weight", "weight_decay"):
-            if not float(getattr(self, name)) >= 0:
+        for name in ("decoder_noise", "reconstruction_weight", "weight_decay", "val_fraction", "missing_weight"):
+            if not finite_number(name) >= 0:
                 raise IdaeError(f"{name} must be non-negative, got {getattr(self, name)!r}")
+        for name in ("noise", "decoder_noise"):  # in gene sds; beyond this the corruption is all there is
+            if getattr(self, name) > 100:
+                raise IdaeError(f"{name} is in gene sds and must be at most 100, got {getattr(self, name)!r}")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or not 0 <= self.seed < 2**32:
+            raise IdaeError(f"seed must be an integer in [0, 2**32), got {self.seed!r}")
         if not 0 <= self.val_fraction < 0.5:
             raise IdaeError(f"val_fraction must be in [0, 0.5), got {self.val_fraction!r}")
         if not 0 <= self.missing_weight < 1:
@@ -110,7 +124,10 @@ class IDAE:
             raise IdaeError(f"unknown IDAE arguments {unknown}; known: {sorted(names)}")
         for key in ("augmentation", "encoder_hidden", "condition_hidden", "decoder_hidden"):
             if key in kwargs and not isinstance(kwargs[key], str):
-                kwargs[key] = tuple(kwargs[key])
+                try:
+                    kwargs[key] = tuple(kwargs[key])
+                except TypeError:
+                    raise IdaeError(f"{key} must be a sequence, got {kwargs[key]!r}") from None
         self.config = Config(latent_dim=latent_dim, **kwargs)
         self.config.check()
         self.net: IDAENet | None = None
