@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from cohorts import random_cohort
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -21,24 +22,11 @@ TINY = {"encoder_hidden": (8,), "condition_hidden": (4,), "decoder_hidden": (8,)
         "val_fraction": 0.0, "progress": False}  # fmt: skip
 
 
-def cohort(n=24, genes=6, seed=0):
-    rng = np.random.default_rng(seed)
-    ids = [f"p{i:02d}" for i in range(n)]
-    clinical = pd.DataFrame(
-        {
-            "er": pd.Categorical(rng.choice(["neg", "pos"], n)),
-            "grade": pd.Categorical(rng.choice(["1", "2", "3"], n)),
-            "age": rng.normal(55, 10, n),
-        },
-        index=ids,
-    )
-    genomic = pd.DataFrame(rng.normal(7, 1, (n, genes)), index=ids, columns=[f"g{j}" for j in range(genes)])
-    return clinical, genomic
 
 
 @pytest.fixture(scope="module")
 def data():
-    return cohort()
+    return random_cohort()
 
 
 @pytest.fixture(scope="module")

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from cohorts import random_cohort
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
@@ -343,22 +344,9 @@ def test_align_fit_encode_invert_save_load_on_tiny_cohorts(cohort, data):
 # ------------------------------------------------------------------------------------ a fitted model's inputs
 
 
-def cohort(n=24, genes=6, seed=0):
-    rng = np.random.default_rng(seed)
-    ids = [f"p{i:02d}" for i in range(n)]
-    clinical = pd.DataFrame(
-        {
-            "er": pd.Categorical(rng.choice(["neg", "pos"], n)),
-            "grade": pd.Categorical(rng.choice(["1", "2", "3"], n)),
-            "age": rng.normal(55, 10, n),
-        },
-        index=ids,
-    )
-    genomic = pd.DataFrame(rng.normal(7, 1, (n, genes)), index=ids, columns=[f"g{j}" for j in range(genes)])
-    return clinical, genomic
 
 
-CLINICAL, GENOMIC = cohort()
+CLINICAL, GENOMIC = random_cohort()
 
 
 @pytest.fixture(scope="module", params=["design", "energy"])
@@ -510,7 +498,7 @@ def refused(call):
 )
 @pytest.mark.parametrize("cell", [[1], {"a": 1}])
 def test_align_refuses_unhashable_clinical_cells(cell):
-    clinical, genomic = cohort()
+    clinical, genomic = random_cohort()
     refused(lambda: idae.align(clinical.assign(notes=[cell] * len(clinical)), genomic))
 
 
@@ -521,7 +509,7 @@ def test_align_refuses_unhashable_clinical_cells(cell):
 )
 @pytest.mark.parametrize("codes", [None, (1, 2)])
 def test_align_refuses_bad_missing_codes(codes):
-    clinical, genomic = cohort()
+    clinical, genomic = random_cohort()
     refused(lambda: idae.align(clinical, genomic, missing_codes=codes))
 
 
@@ -532,7 +520,7 @@ def test_align_refuses_bad_missing_codes(codes):
 )
 @pytest.mark.parametrize("where", ["gene columns", "patient index"])
 def test_align_refuses_a_multiindex(where):
-    clinical, genomic = cohort()
+    clinical, genomic = random_cohort()
     if where == "gene columns":
         genomic = genomic.set_axis(pd.MultiIndex.from_tuples([("a", c) for c in genomic.columns]), axis=1)
     else:
