@@ -17,7 +17,14 @@ export OPENBLAS_NUM_THREADS := 2
 export PYTHONHASHSEED := 0
 export PYDEVD_DISABLE_FILE_VALIDATION := 1
 
-.PHONY: help venv all quick test unit lint nbval bench lab lock clean
+# Your own data, without a params file (see the README): make all CLINICAL=c.csv GENOMIC=g.csv ID_COL=patient
+# COLUMNS=er,grade,age CATEGORICAL=grade STRATIFY=er FLIP="er:neg:pos grade:1:3" LATENT_DIM=6 NAME=mine
+REPORT_ARGS = --profile $(PROFILE) $(if $(PARAMS),--params $(PARAMS)) $(if $(NAME),--name $(NAME)) \
+	$(if $(CLINICAL),--clinical $(CLINICAL)) $(if $(GENOMIC),--genomic $(GENOMIC)) $(if $(ID_COL),--id-col $(ID_COL)) \
+	$(if $(COLUMNS),--columns $(COLUMNS)) $(if $(CATEGORICAL),--categorical $(CATEGORICAL)) \
+	$(if $(STRATIFY),--stratify $(STRATIFY)) $(foreach f,$(FLIP),--flip $(f)) $(if $(LATENT_DIM),--latent-dim $(LATENT_DIM))
+
+.PHONY: help venv all quick example html test unit lint nbval bench lab lock clean
 
 help: ## list the targets
 	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -33,19 +40,25 @@ $(STAMP): requirements.lock pyproject.toml
 
 venv: $(STAMP) ## build .venv from requirements.lock (only when missing or stale)
 
-all: $(STAMP) ## run every notebook in order (papermill), rewriting notebooks/, data/ and figures/
-	$(PY) -m idae.report --profile $(PROFILE) $(if $(PARAMS),--params $(PARAMS))
+all: $(STAMP) ## run notebooks 01-05 (papermill) and render build/html; with PARAMS=f.yaml or CLINICAL=... into build/<name>/
+	$(PY) -m idae.report $(REPORT_ARGS)
 
 quick: $(STAMP) ## the quick profile (small data, few epochs), written to build/quick/, not notebooks/
 	$(PY) -m idae.report --profile quick
 
-test: lint unit nbval ## ruff, unit tests, and nbval over the committed notebooks
+example: $(STAMP) ## the README's worked example: GSE4335 as two CSV tables, quick profile, into build/gse4335_quick/
+	IDAE_RUN_EXAMPLE=1 $(PY) -m pytest -q tests/test_worked_example.py
+
+html: $(STAMP) ## render the committed report to build/html/ (index + five pages, figures inline)
+	$(PY) -m idae.html notebooks build/html
+
+test: lint unit nbval example ## ruff, unit tests, nbval over the committed notebooks, the worked example
 
 lint: $(STAMP) ## ruff over the package, tests, scripts and notebooks
 	$(VENV)/bin/ruff check idae tests scripts notebooks
 
 unit: $(STAMP) ## unit and property tests
-	$(PY) -m pytest -q tests
+	$(PY) -m pytest -q tests --ignore=tests/test_worked_example.py
 
 nbval: $(STAMP) ## re-execute the committed notebooks and compare their stored outputs
 	$(PY) -m pytest -q --nbval --nbval-current-env --nbval-sanitize-with tests/nbval_sanitize.cfg $(NOTEBOOKS)

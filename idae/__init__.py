@@ -1,10 +1,19 @@
 """idae: an identifiable denoising autoencoder linking clinical variables to genomic profiles."""
 
 from idae.data import Aligned, AlignReport, align
-from idae.datasets import load_cohort
 from idae.errors import IdaeError
 from idae.estimator import IDAE
 from idae.train import seed_everything
 
 __all__ = ["IDAE", "AlignReport", "Aligned", "IdaeError", "align", "load_cohort", "seed_everything"]
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str):
+    # load_cohort is imported on first use, so `python -m idae.datasets` does not find its own module
+    # already imported by the package (runpy warns about that).
+    if name == "load_cohort":
+        from idae.datasets import load_cohort
+
+        return load_cohort
+    raise AttributeError(f"module 'idae' has no attribute {name!r}")

@@ -22,7 +22,15 @@ import pandas as pd
 import torch
 from sklearn.decomposition import PCA, FastICA
 
-from idae.data import ClinicalDesign, Standardizer, _level_name, most_variable_genes
+from idae.data import (
+    ClinicalDesign,
+    Standardizer,
+    _level_name,
+    check_clinical,
+    check_genomic,
+    most_variable_genes,
+    to_float32,
+)
 from idae.errors import IdaeError
 from idae.invert import _ridge, apply_changes
 from idae.model import mlp
@@ -49,34 +57,13 @@ LATENT_OPTIONS: dict[str, dict[str, Any]] = {
 
 
 def _genomic(genomic: pd.DataFrame, genes: list[str] | None = None) -> pd.DataFrame:
-    """A finite float table (n, p); restricted to `genes`, in their order, when given."""
-    if not isinstance(genomic, pd.DataFrame):
-        raise IdaeError(f"genomic must be a pandas DataFrame (patients × genes), got {type(genomic).__name__}")
-    if genomic.shape[0] == 0:
-        raise IdaeError("genomic has no rows")
-    genomic = genomic.rename(columns=str)
-    if genes is not None:
-        absent = [g for g in genes if g not in genomic.columns]
-        if absent:
-            raise IdaeError(f"genomic lacks {len(absent)} of the {len(genes)} fitted genes, e.g. {absent[:5]}")
-        genomic = genomic[genes]
-    non_numeric = [c for c in genomic.columns if not pd.api.types.is_numeric_dtype(genomic[c])]
-    if non_numeric:
-        raise IdaeError(f"genomic has non-numeric gene columns {non_numeric[:5]}")
-    genomic = genomic.astype(float)
-    if not np.isfinite(genomic.to_numpy()).all():
-        raise IdaeError("genomic holds non-finite values; impute or drop them (idae.align lists such genes)")
-    return genomic
+    """A finite float table (n, p); restricted to `genes`, in their order, when given (`data.check_genomic`)."""
+    return check_genomic(genomic, genes)
 
 
-def _clinical(clinical: pd.DataFrame, index: pd.Index) -> pd.DataFrame:
-    """The clinical rows of the patients in `index`, in that order."""
-    if not isinstance(clinical, pd.DataFrame):
-        raise IdaeError(f"clinical must be a pandas DataFrame, got {type(clinical).__name__}")
-    absent = index.difference(clinical.index)
-    if len(absent):
-        raise IdaeError(f"{len(absent)} genomic patients have no clinical row, e.g. {absent[:5].tolist()}")
-    return clinical.loc[index]
+def _clinical(clinical: pd.DataFrame, index: pd.Index, columns: list[str] | None = None) -> pd.DataFrame:
+    """The clinical rows of the patients in `index`, in that order (`data.check_clinical`)."""
+    return check_clinical(clinical, index, columns)
 
 
 def _options(method: str, options: dict[str, Any]) -> dict[str, Any]:
@@ -106,6 +93,8 @@ class LatentBaseline:
         genomic = _genomic(genomic, self.genes)
         if self.standardizer is not None:
             genomic = self.standardizer.transform(genomic)
+        if self.method in ("dae", "cebra"):  # float32 networks: 1e300 must not become inf
+            to_float32(genomic.to_numpy(dtype=np.float64), genomic.index, self.genes, "genomic", "gene")
         return np.asarray(self.encode(genomic.to_numpy(dtype=np.float64)), dtype=np.float64)
 
 
@@ -345,7 +334,7 @@ class InversionBaseline:
         if not hasattr(self, "genes"):
             raise IdaeError(f"this {self.method} baseline is not fitted yet: call fit(genomic, clinical)")
         genomic = _genomic(genomic, self.genes)
-        clinical = _clinical(clinical, genomic.index)
+        clinical = _clinical(clinical, genomic.index, self.design.columns)
         new = apply_changes(clinical, changes, self.design.columns)
         changed = list(changes) if isinstance(changes, dict) else list(changes.columns)
         for col in changed:

@@ -9,6 +9,7 @@ contract of `IDAE.invert`: an `Ensemble` of fitted models and the baselines of `
 from __future__ import annotations
 
 import copy
+import re
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -173,6 +174,35 @@ def per_patient(predicted: pd.DataFrame, genomic: pd.DataFrame, truth: pd.DataFr
 
 # --------------------------------------------------------------------------------------------------
 # real cohorts: gene effects and ranks
+
+
+def check_flips(clinical: pd.DataFrame, flips: dict[str, Sequence[str]]) -> None:
+    """Refuse case studies the clinical table cannot support, naming the column and the levels it has.
+
+    `flips` maps a column to [from, to]: the column must be categorical and both levels must label
+    at least one patient (the `from` patients are inverted; the `to` patients give the contrast).
+    """
+    problems = []
+    for column, levels in flips.items():
+        if column not in clinical.columns:
+            problems.append(f"flips: no clinical column {column!r} (columns: {list(clinical.columns)})")
+            continue
+        if not isinstance(clinical[column].dtype, pd.CategoricalDtype):
+            problems.append(
+                f"flips: column {column!r} is numeric; flip a categorical one (or list it in categorical_columns)"
+            )
+            continue
+        counts = clinical[column].astype(object).value_counts()
+        absent = [str(v) for v in levels if counts.get(str(v), 0) == 0]
+        if absent:
+            problems.append(f"flips: {column!r} has no patient at {absent} (levels: {counts.to_dict()})")
+    if problems:
+        raise IdaeError("; ".join(problems))
+
+
+def slug(text: str) -> str:
+    """A file-name-safe form of a column name, for figure names."""
+    return re.sub(r"[^A-Za-z0-9_-]+", "_", text).strip("_") or "column"
 
 
 def group_effect(genomic: pd.DataFrame, labels: pd.Series, low: str, high: str) -> pd.Series:

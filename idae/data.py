@@ -7,7 +7,9 @@ every sample or gene left out is listed in the `AlignReport` with the reason.
 from __future__ import annotations
 
 import dataclasses
+import reprlib
 import warnings
+from collections.abc import Hashable
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -43,6 +45,119 @@ def read_table(table: pd.DataFrame | str | Path, name: str = "table") -> pd.Data
         return pd.read_csv(path, sep=sep, index_col=0, dtype={header[0]: str} if len(header) else None)
     except (ValueError, OSError, pd.errors.ParserError) as err:
         raise IdaeError(f"{name}: could not read {path}: {err}") from err
+
+
+# --------------------------------------------------------------------------------------------------
+# input checks shared by the estimator, the inversion and the baselines
+
+FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+
+def _head(labels: Any, k: int = 5) -> str:
+    """At most `k` labels as a list, with ' ...' and the count when there are more."""
+    labels = list(labels)
+    return f"{labels[:k]}" + (f" ... ({len(labels)} in all)" if len(labels) > k else "")
+
+
+def _duplicates(labels: pd.Index) -> list[Any]:
+    return labels[labels.duplicated()].unique().tolist()
+
+
+def check_labels(table: pd.DataFrame, name: str, index: bool = True) -> None:
+    """Refuse a MultiIndex as `table`'s column names (and, when `index`, as its patient IDs)."""
+    axes = [("column names", table.columns, "give one name per column, e.g. join the levels with '_'")]
+    if index:
+        axes.append(("patient IDs (index)", table.index, "give one ID per row, e.g. reset_index and keep the ID level"))
+    for axis, labels, advice in axes:
+        if isinstance(labels, pd.MultiIndex):
+            raise IdaeError(
+                f"{name}: the {axis} are a MultiIndex of {labels.nlevels} levels (e.g. {labels[0]!r}) where "
+                f"idae needs one level; {advice}"
+            )
+
+
+def check_table(table: Any, name: str, what: str, ids: bool = True, columns: list[Any] | None = None) -> pd.DataFrame:
+    """`table` if it is a DataFrame with one level of column names, each of `columns` (all when None)
+    named once, and, when `ids`, one level of unique patient IDs; IdaeError naming the offender else."""
+    if not isinstance(table, pd.DataFrame):
+        raise IdaeError(f"{name} must be a pandas DataFrame ({what}), got {type(table).__name__}")
+    check_labels(table, name, index=ids)
+    if ids and table.index.has_duplicates:
+        raise IdaeError(f"{name} has duplicate patient IDs {_head(_duplicates(table.index))}")
+    labels = table.columns if columns is None else table.columns[table.columns.isin(columns)]
+    dup = _duplicates(labels)
+    if dup:
+        raise IdaeError(f"{name} has duplicate column names {_head(dup)}: give each column one name")
+    return table
+
+
+def check_genomic(genomic: Any, genes: list[str] | None = None, name: str = "genomic") -> pd.DataFrame:
+    """A finite float table (patients × genes), restricted to the fitted `genes`, in their order, when given.
+
+    Refuses (IdaeError) anything else: not a DataFrame, MultiIndex, no rows, duplicate patient IDs,
+    no genes, absent or duplicated genes, non-numeric genes, non-finite values.
+    """
+    genomic = check_table(genomic, name, "patients × genes", columns=[])
+    if genomic.shape[0] == 0:
+        raise IdaeError(f"{name} has no rows")
+    genomic = genomic.rename(columns=str)
+    if genes is not None:
+        absent = [g for g in genes if g not in genomic.columns]
+        if absent:
+            raise IdaeError(f"{name} lacks {len(absent)} of the model's {len(genes)} genes, e.g. {absent[:5]}")
+        genomic = genomic[genes]
+    if genomic.shape[1] == 0:
+        raise IdaeError(f"{name} has no gene columns: the model needs at least one gene")
+    dup = _duplicates(genomic.columns)
+    if dup:
+        raise IdaeError(f"{name} has duplicate gene columns {_head(dup)}: give each gene one column")
+    non_numeric = [c for c in genomic.columns if not pd.api.types.is_numeric_dtype(genomic[c])]
+    if non_numeric:
+        raise IdaeError(f"{name} has non-numeric gene columns {_head(non_numeric)}")
+    values = genomic.to_numpy(dtype=float, na_value=np.nan)
+    bad = ~np.isfinite(values)
+    if bad.any():
+        rows, cols = np.nonzero(bad)
+        raise IdaeError(
+            f"{name} holds {bad.sum()} non-finite values, e.g. patient {genomic.index[rows[0]]!r}, "
+            f"gene {genomic.columns[cols[0]]!r}; impute or drop them (idae.align lists such genes)"
+        )
+    return genomic.astype(float)
+
+
+def check_clinical(
+    clinical: Any, index: pd.Index | None = None, columns: list[Any] | None = None, name: str = "clinical"
+) -> pd.DataFrame:
+    """The clinical table (patients × variables), its rows for the patients in `index` when given.
+
+    Refuses (IdaeError) anything but a DataFrame with one level of column names of which each of
+    `columns` (all when None) appears once; with `index`, also duplicate or absent patient IDs.
+    """
+    clinical = check_table(clinical, name, "patients × clinical variables", ids=index is not None, columns=columns)
+    if index is None:
+        return clinical
+    absent = index.difference(clinical.index)
+    if len(absent):
+        raise IdaeError(
+            f"{len(absent)} genomic patients have no {name} row, e.g. {absent[:5].tolist()}; "
+            "use idae.align to match the tables"
+        )
+    return clinical.loc[index]
+
+
+def to_float32(values: np.ndarray, rows: pd.Index, columns: list[Any], name: str, kind: str) -> np.ndarray:
+    """`values` (n, k) as float32, or IdaeError naming the `kind` columns and the rows that overflow it."""
+    with np.errstate(invalid="ignore"):
+        over = np.abs(values) > FLOAT32_MAX
+    if over.any():
+        r, c = np.nonzero(over)
+        raise IdaeError(
+            f"{name}: {over.sum()} value(s) overflow the float32 the model computes in (standardised "
+            f"|value| > {FLOAT32_MAX:.3g}, e.g. {values[r[0], c[0]]:.3g}), in {kind}(s) "
+            f"{_head(pd.unique(np.asarray(columns, dtype=object)[c]))} of sample(s) "
+            f"{_head(pd.unique(np.asarray(rows, dtype=object)[r]))}; check the units or scale of the input"
+        )
+    return values.astype(np.float32)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -97,6 +212,7 @@ class Aligned(NamedTuple):
 
 
 def _set_ids(table: pd.DataFrame, id_col: str | None, name: str) -> pd.DataFrame:
+    check_labels(table, name, index=False)
     if id_col is not None and id_col not in table.columns and table.index.name == id_col:
         id_col = None  # a CSV's first column became the index already
     if id_col is not None:
@@ -104,6 +220,7 @@ def _set_ids(table: pd.DataFrame, id_col: str | None, name: str) -> pd.DataFrame
             raise IdaeError(f"{name}: id column {id_col!r} not found (columns: {list(table.columns)[:8]} ...)")
         table = table.set_index(id_col)
     table = table.copy()
+    check_labels(table, name)
     if table.index.hasnans:
         raise IdaeError(f"{name}: {int(table.index.isna().sum())} rows have no ID")
     table.index = table.index.astype(str)
@@ -125,6 +242,8 @@ def clean_clinical(
     A column is categorical when named in `categorical`, or when it holds text, booleans, a pandas
     category, or numbers with at most two distinct values (0/1 codes); otherwise numeric.
     """
+    codes = _missing_codes(missing_codes)
+    check_labels(clinical, "clinical", index=False)
     categorical, numeric = list(categorical or []), list(numeric or [])
     for col in categorical + numeric:
         if col not in clinical.columns:
@@ -136,10 +255,10 @@ def clean_clinical(
     dup = columns[columns.duplicated()].unique().tolist()
     if dup:
         raise IdaeError(f"clinical: duplicate columns {dup[:5]}")
-    codes = {c.lower() for c in missing_codes}
     out = {}
     for col in clinical.columns:
         values = clinical[col]
+        _single_values(values, f"clinical column {col!r}")
         is_number = pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values)
         if not is_number:
             text = values.astype(object)
@@ -176,6 +295,35 @@ def clean_clinical(
                 )
             out[col] = cat
     return pd.DataFrame(out, index=clinical.index)
+
+
+def _missing_codes(missing_codes: Any) -> set[str]:
+    """The lower-cased codes, or IdaeError unless `missing_codes` is a list or tuple of strings."""
+    try:
+        codes = tuple(missing_codes) if not isinstance(missing_codes, str) else None
+    except TypeError:
+        codes = None
+    if codes is None or not all(isinstance(c, str) for c in codes):
+        odd = [c for c in codes if not isinstance(c, str)][:3] if codes is not None else missing_codes
+        raise IdaeError(
+            f"missing_codes must be a list or tuple of strings (the default is {MISSING_CODES[:4]} ...), got "
+            f"{missing_codes!r}" + (f": {odd!r} are not strings" if codes is not None else "")
+        )
+    return {c.lower() for c in codes}
+
+
+def _single_values(values: pd.Series, name: str) -> None:
+    """IdaeError naming the first patient whose cell holds a list, dict, set, array or other unhashable value."""
+    if values.dtype != object:
+        return
+    odd = values.map(lambda v: not isinstance(v, Hashable)).to_numpy(dtype=bool)
+    if odd.any():
+        i = int(np.argmax(odd))
+        raise IdaeError(
+            f"{name} holds {type(values.iloc[i]).__name__} values, e.g. {reprlib.repr(values.iloc[i])} for "
+            f"patient {values.index[i]!r} ({int(odd.sum())} cells in all); each cell must be a single number, "
+            "text or missing"
+        )
 
 
 def _level_name(value: Any) -> str:
@@ -306,9 +454,16 @@ class Standardizer:
 
     @classmethod
     def fit(cls, genomic: pd.DataFrame) -> Standardizer:
-        scale = genomic.std(axis=0, ddof=0)
+        with np.errstate(over="ignore", invalid="ignore"):
+            mean, scale = genomic.mean(axis=0), genomic.std(axis=0, ddof=0)
+        wild = scale.index[np.isinf(scale.to_numpy(dtype=float)) | np.isinf(mean.to_numpy(dtype=float))].tolist()
+        if wild:
+            raise IdaeError(
+                f"genomic: genes {_head(wild)} cannot be standardised: their spread overflows float64 (values up to "
+                f"{float(genomic[wild].abs().max().max()):.3g}); check the units or scale of the input"
+            )
         varies = genomic.max(axis=0) > genomic.min(axis=0)  # np.std of a constant is ~1e-17, not 0
-        return cls(genomic.mean(axis=0), scale.where(varies & (scale > 0), 1.0))
+        return cls(mean, scale.where(varies & (scale > 0), 1.0))
 
     def transform(self, genomic: pd.DataFrame) -> pd.DataFrame:
         return (genomic - self.mean) / self.scale
@@ -422,6 +577,9 @@ class ClinicalDesign:
 
     @classmethod
     def fit(cls, clinical: pd.DataFrame) -> ClinicalDesign:
+        clinical = check_clinical(clinical)
+        if clinical.shape[1] == 0:
+            raise IdaeError("clinical has no columns: the model needs at least one clinical variable")
         levels, freqs, mean, scale, observed = {}, {}, {}, {}, {}
         for col in clinical.columns:
             values = clinical[col]
@@ -463,6 +621,7 @@ class ClinicalDesign:
 
     def transform(self, clinical: pd.DataFrame, rng: np.random.Generator | None = None) -> np.ndarray:
         """(n, width) float32 design; missing cells sampled with `rng`, else set to their expectation."""
+        clinical = check_clinical(clinical, columns=self.columns)
         absent = [c for c in self.columns if c not in clinical.columns]
         if absent:
             raise IdaeError(f"clinical table lacks the columns the model was fitted on: {absent}")
@@ -500,6 +659,7 @@ class ClinicalDesign:
                 z = (v - self.mean[col]) / self.scale[col]
                 if missing.any():
                     z[missing] = 0.0 if rng is None else rng.choice(self.observed[col], size=int(missing.sum()))
+                to_float32(z[:, None], clinical.index, [col], "clinical", "column")
                 blocks.append(z[:, None])
         blocks.append(np.stack(masks, axis=1).astype(float))
         return np.concatenate(blocks, axis=1).astype(np.float32)

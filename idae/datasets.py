@@ -6,6 +6,11 @@ them `num_HS_`); clinical columns arrive as `fac_*` / `num_*` with missing cells
 
 from __future__ import annotations
 
+import argparse
+import os
+import sys
+from pathlib import Path
+
 import pandas as pd
 
 from idae.data import clean_clinical
@@ -64,3 +69,34 @@ def load_cohort(name: str = "gse1992") -> tuple[pd.DataFrame, pd.DataFrame]:
     categorical = [c for c in clinical.columns if c not in numeric]
     clinical = clean_clinical(clinical, categorical=categorical, numeric=numeric)
     return clinical, genomic
+
+
+def export_cohort(name: str, folder: str | Path) -> tuple[Path, Path]:
+    """Write a cohort as two plain tables, `folder/clinical.csv` and `folder/genomic.csv`.
+
+    Both have a `patient` ID column and patients in rows, the shape a user's own data arrives in;
+    missing clinical cells are written empty. The README's worked example starts from these files.
+    """
+    clinical, genomic = load_cohort(name)
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = folder / "clinical.csv", folder / "genomic.csv"
+    for table, path in zip((clinical, genomic), paths, strict=True):
+        tmp = path.with_name(f".{path.name}.tmp")
+        table.to_csv(tmp, index_label="patient")
+        os.replace(tmp, path)
+    return paths
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Write a survset cohort as clinical.csv and genomic.csv.")
+    parser.add_argument("cohort", choices=sorted(COHORTS))
+    parser.add_argument("folder", help="output folder (created if missing)")
+    args = parser.parse_args(argv)
+    for path in export_cohort(args.cohort, args.folder):
+        print(path)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -19,11 +19,11 @@ import numpy as np
 import pandas as pd
 import torch
 
-from idae.data import ClinicalDesign, Standardizer
+from idae.data import ClinicalDesign, Standardizer, check_clinical, check_genomic, to_float32
 from idae.errors import IdaeError
-from idae.invert import METHODS, LatentModel, counterfactual, fit_latent_model, regressors
+from idae.invert import METHODS, LatentModel, counterfactual, fit_latent_model, refuse_overflow, regressors
 from idae.model import AUGMENTATIONS, IDAENet
-from idae.train import OBJECTIVES, History, resolve_device, seed_everything, train
+from idae.train import OBJECTIVES, History, checkpoint_path, fingerprint, resolve_device, seed_everything, train
 
 WEIGHTS, CONFIG = "weights.pt", "config.json"
 FORMAT_VERSION = 2  # 2: config.json records the SHA-256 of weights.pt
@@ -101,11 +101,6 @@ class Config:
             raise IdaeError(f"device must be 'auto', 'cpu' or 'cuda[:n]', got {self.device!r}")
 
 
-def _no_duplicate_ids(table: pd.DataFrame, name: str) -> None:
-    if table.index.has_duplicates:
-        raise IdaeError(f"{name} has duplicate patient IDs {table.index[table.index.duplicated()][:5].tolist()}")
-
-
 class IDAE:
     """Identifiable denoising autoencoder of genomic profiles conditioned on clinical variables.
 
@@ -148,43 +143,12 @@ class IDAE:
     # ---------------------------------------------------------------------------------------- input
 
     def _genomic(self, genomic: pd.DataFrame, fitted: bool) -> pd.DataFrame:
-        if not isinstance(genomic, pd.DataFrame):
-            raise IdaeError(f"genomic must be a pandas DataFrame (patients × genes), got {type(genomic).__name__}")
-        if genomic.shape[0] == 0:
-            raise IdaeError("genomic has no rows")
-        _no_duplicate_ids(genomic, "genomic")
-        genomic = genomic.rename(columns=str)
-        if fitted:
-            missing = [g for g in self.genes if g not in genomic.columns]
-            if missing:
-                raise IdaeError(
-                    f"genomic lacks {len(missing)} of the model's {len(self.genes)} genes, e.g. {missing[:5]}"
-                )
-            genomic = genomic[self.genes]
-        non_numeric = [c for c in genomic.columns if not pd.api.types.is_numeric_dtype(genomic[c])]
-        if non_numeric:
-            raise IdaeError(f"genomic has non-numeric gene columns {non_numeric[:5]}")
-        values = genomic.to_numpy(dtype=float)
-        bad = ~np.isfinite(values)
-        if bad.any():
-            rows, cols = np.nonzero(bad)
-            raise IdaeError(
-                f"genomic holds {bad.sum()} non-finite values, e.g. patient {genomic.index[rows[0]]!r}, "
-                f"gene {genomic.columns[cols[0]]!r}; impute or drop them (idae.align lists such genes)"
-            )
-        return genomic.astype(float)
+        """The finite float table of the model's genes (`fitted`) or of all genes (fit); IdaeError else."""
+        return check_genomic(genomic, self.genes if fitted else None)
 
-    def _clinical(self, clinical: pd.DataFrame, index: pd.Index) -> pd.DataFrame:
-        if not isinstance(clinical, pd.DataFrame):
-            raise IdaeError(f"clinical must be a pandas DataFrame, got {type(clinical).__name__}")
-        _no_duplicate_ids(clinical, "clinical")
-        absent = index.difference(clinical.index)
-        if len(absent):
-            raise IdaeError(
-                f"{len(absent)} genomic patients have no clinical row, e.g. {absent[:5].tolist()}; "
-                "use idae.align to match the tables"
-            )
-        return clinical.loc[index]
+    def _clinical(self, clinical: pd.DataFrame, index: pd.Index, columns: list[str] | None = None) -> pd.DataFrame:
+        """`clinical`'s rows for the patients in `index`; each of `columns` (all when None) named once."""
+        return check_clinical(clinical, index, columns)
 
     def _check_fitted(self) -> IDAENet:
         if self.net is None:
@@ -193,7 +157,8 @@ class IDAE:
 
     def _tensor(self, genomic: pd.DataFrame) -> torch.Tensor:
         assert self.standardizer is not None
-        x = self.standardizer.transform(genomic).to_numpy(dtype=np.float32, copy=True)
+        z = self.standardizer.transform(genomic).to_numpy(dtype=np.float64)
+        x = to_float32(z, genomic.index, list(genomic.columns), "genomic", "gene")  # 1e300 must not become inf
         return torch.from_numpy(x).to(self.device)
 
     def _weights(self, clinical: pd.DataFrame) -> torch.Tensor:
@@ -211,13 +176,31 @@ class IDAE:
         genomic: pd.DataFrame,
         clinical: pd.DataFrame,
         validation: tuple[pd.DataFrame, pd.DataFrame] | None = None,
+        checkpoint: str | Path | None = None,
+        checkpoint_every: int | None = None,
     ) -> IDAE:
         """Fit on genomic (patients × genes) and clinical (patients × variables, NaN = missing cell).
 
         The two tables are matched on their index. `validation=(genomic, clinical)` gives the early-
         stopping set; otherwise `val_fraction` of the patients are held out at random (seeded).
+
+        `checkpoint`: a file path. Training then saves its whole state there every `checkpoint_every`
+        epochs (default None: every epoch, or every few when writing would take over 10% of the training
+        time), atomically: a kill mid-write keeps the previous file. A fit that finds the file resumes
+        after the epoch it records and ends with the same weights and history as an uninterrupted fit
+        (same torch, device and OMP_NUM_THREADS). A checkpoint of another configuration or other data,
+        or a damaged one, is refused with IdaeError. The file is deleted once training ends.
         """
         c = self.config
+        checkpoint = checkpoint_path(checkpoint) if checkpoint is not None else None
+        every = checkpoint_every
+        if every is not None and (isinstance(every, bool) or not isinstance(every, numbers.Integral) or every < 1):
+            raise IdaeError(f"checkpoint_every must be a positive number of epochs or None, got {every!r}")
+        if validation is not None and (not isinstance(validation, (tuple, list)) or len(validation) != 2):
+            size = f" of {len(validation)} item(s)" if isinstance(validation, (tuple, list)) else ""
+            raise IdaeError(
+                f"validation must be a (genomic, clinical) pair of DataFrames, got a {type(validation).__name__}{size}"
+            )
         genomic = self._genomic(genomic, fitted=False)
         clinical = self._clinical(clinical, genomic.index)
         if len(genomic) < 8:
@@ -256,12 +239,24 @@ class IDAE:
             decoder_hidden=c.decoder_hidden,
             decoder_noise=c.decoder_noise,
         ).to(self.device)
+        run = None
+        if checkpoint is not None:  # what a checkpoint must match to be resumed by this fit
+            settings = {**dataclasses.asdict(c), "device": str(self.device)}
+            del settings["progress"]
+            run = fingerprint(settings, {
+                "genes": self.genes, "clinical design columns": [str(col) for col in self.design.columns],
+                "clinical design": self.design.to_dict(), "training design": self.design.transform(clinical),
+                "missing clinical cells": clinical.isna().to_numpy(), "training genomic": x_train,
+                "training weights": w_train, "validation genomic": x_val, "validation design": y_val,
+                "validation weights": w_val,
+            })  # fmt: skip
         self.history = train(
             self.net, x_train, design_train, w_train, x_val, y_val, w_val,
             objective=c.objective, noise=c.noise, reconstruction_weight=c.reconstruction_weight,
             max_epochs=c.max_epochs, batch_size=c.batch_size, learning_rate=c.learning_rate,
             weight_decay=c.weight_decay, warmup_epochs=c.warmup_epochs, patience=c.patience,
-            clip_norm=c.clip_norm, progress=c.progress,
+            clip_norm=c.clip_norm, progress=c.progress, checkpoint=checkpoint,
+            checkpoint_every=None if every is None else int(every), fingerprint=run, rng=rng,
         )  # fmt: skip
         self.net.eval()
         self.latent_model = fit_latent_model(
@@ -283,8 +278,9 @@ class IDAE:
         """h(T(f(x))) back on the input's scale: a DataFrame with the caller's index and genes."""
         net = self._check_fitted()
         genomic = self._genomic(genomic, fitted=True)
-        x_hat = net.reconstruct(self._tensor(genomic)).double().cpu().numpy()
-        out = pd.DataFrame(x_hat, index=genomic.index, columns=self.genes)
+        x_hat = net.reconstruct(self._tensor(genomic))
+        refuse_overflow(x_hat, genomic.index)
+        out = pd.DataFrame(x_hat.double().cpu().numpy(), index=genomic.index, columns=self.genes)
         return self.standardizer.inverse(out)
 
     @torch.no_grad()

@@ -18,12 +18,14 @@ decoder does not explain (the patient's residual) is preserved:
 from __future__ import annotations
 
 import dataclasses
+import reprlib
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 import torch
 
+from idae.data import check_table
 from idae.errors import IdaeError
 from idae.model import augment
 
@@ -75,7 +77,11 @@ def regressors(model: IDAE, clinical: pd.DataFrame, method: str) -> np.ndarray:
 
 
 def apply_changes(clinical: pd.DataFrame, changes: dict[str, Any] | pd.DataFrame, columns: list[str]) -> pd.DataFrame:
-    """A copy of `clinical` with the changes applied, each checked against the model's columns."""
+    """A copy of `clinical` with the changes applied, each checked against the model's columns.
+
+    `changes`: {column: one value for every patient}, or a DataFrame of new values per patient (unique
+    patient IDs of the clinical table, unique column names; NaN keeps a patient's own value).
+    """
     new = clinical.copy()
     if isinstance(changes, dict):
         if not changes:
@@ -83,10 +89,19 @@ def apply_changes(clinical: pd.DataFrame, changes: dict[str, Any] | pd.DataFrame
         for col, value in changes.items():
             if col not in columns:
                 raise IdaeError(f"cannot change {col!r}: not a clinical column of the model ({columns})")
+            _in_table(col, clinical)
+            if not pd.api.types.is_scalar(value):
+                shown = reprlib.repr(value.tolist() if hasattr(value, "tolist") else value)
+                raise IdaeError(
+                    f"cannot change {col!r} to a {type(value).__name__} ({shown}): a change given in a dict is one "
+                    "value (a number, a level or None) for every patient; give a DataFrame of changes for values "
+                    "per patient"
+                )
             if isinstance(new[col].dtype, pd.CategoricalDtype):
                 new[col] = new[col].astype(object)
             new[col] = value
     elif isinstance(changes, pd.DataFrame):
+        check_table(changes, "changes", "patients × clinical columns to change")
         unknown = [c for c in changes.columns if c not in columns]
         if unknown:
             raise IdaeError(f"changes has columns that are not clinical columns of the model: {unknown}")
@@ -94,12 +109,32 @@ def apply_changes(clinical: pd.DataFrame, changes: dict[str, Any] | pd.DataFrame
         if len(absent):
             raise IdaeError(f"changes has patients not in the clinical table, e.g. {absent[:5].tolist()}")
         for col in changes.columns:
+            _in_table(col, clinical)
             column = new[col].astype(object) if isinstance(new[col].dtype, pd.CategoricalDtype) else new[col]
             update = changes[col].reindex(new.index)
             new[col] = column.where(update.isna(), update)
     else:
         raise IdaeError(f"changes must be a dict or a DataFrame, got {type(changes).__name__}")
     return new
+
+
+def _in_table(col: Any, clinical: pd.DataFrame) -> None:
+    if col not in clinical.columns:
+        raise IdaeError(
+            f"cannot change {col!r}: the clinical table has no column {col!r} (its columns: "
+            f"{list(clinical.columns)[:8]}); pass the table the model reads, with every column it was fitted on"
+        )
+
+
+def refuse_overflow(decoded: torch.Tensor, index: pd.Index) -> None:
+    """Refuse profiles the float32 network overflowed on (finite inputs far outside the training range)."""
+    odd = ~torch.isfinite(decoded).all(dim=1).cpu().numpy()
+    if odd.any():
+        raise IdaeError(
+            f"genomic: the profiles of {int(odd.sum())} patient(s), e.g. {index[odd][:5].tolist()}, are "
+            "too far outside the range the model was trained on: its float32 network overflows on them; check "
+            "the units or scale of the input"
+        )
 
 
 @torch.no_grad()
@@ -116,7 +151,7 @@ def counterfactual(
     if method is not None and method != latent.method:
         raise IdaeError(f"this model's latent model was fitted with method {latent.method!r}, not {method!r}")
     genomic = model._genomic(genomic, fitted=True)
-    clinical = model._clinical(clinical, genomic.index)
+    clinical = model._clinical(clinical, genomic.index, model.design.columns)
     new_clinical = apply_changes(clinical, changes, model.design.columns)
     old_r = regressors(model, clinical, latent.method)
     new_r = regressors(model, new_clinical, latent.method)
@@ -128,6 +163,16 @@ def counterfactual(
     def decode(codes: np.ndarray) -> torch.Tensor:
         return net.decoder(augment(torch.as_tensor(codes, dtype=torch.float32, device=model.device), net.augmentation))
 
-    delta = (decode(z_new) - decode(z)).double().cpu().numpy()
+    before = decode(z)
+    delta = (decode(z_new) - before).double().cpu().numpy()
     out = genomic + delta * model.standardizer.scale.to_numpy()
+    refuse_overflow(before, genomic.index)
+    odd = ~np.isfinite(out.to_numpy()).all(axis=1)
+    if odd.any():
+        changed = list(changes) if isinstance(changes, dict) else list(changes.columns)
+        raise IdaeError(
+            f"the changes to {changed} give non-finite profiles for {int(odd.sum())} patient(s), e.g. "
+            f"{genomic.index[odd][:5].tolist()}: the new values are too far outside the range the model was "
+            "trained on for its float32 network"
+        )
     return out

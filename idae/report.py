@@ -1,102 +1,326 @@
-"""Run the numbered notebooks in order with papermill: `python -m idae.report [--profile P] [--params F]`.
+"""Run the numbered notebooks in order with papermill: the default report, or the same on your data.
 
-The default profile rewrites the committed report in place (`notebooks/`, `data/`, `figures/`).
-Any other profile or a params file writes everything (executed notebooks, processed data, models,
-figures) under `build/<name>/`, so the default report is never touched. Each notebook is executed to
-a temporary file and moved into place only when it succeeds.
+    python -m idae.report                                  # the default report, rewritten in place
+    python -m idae.report --profile quick                  # small and fast, into build/quick/
+    python -m idae.report --params my_cohort.yaml          # your tables, into build/my_cohort/
+    python -m idae.report --clinical c.csv --genomic g.csv --id-col patient \\
+        --columns er,grade,age --categorical grade --stratify er --flip er:neg:pos --name mine
+
+The default run rewrites the committed report (`notebooks/`, `data/`, `figures/`), each notebook
+through a temporary file. Any other run writes everything (executed notebooks, processed data, models,
+figures, the HTML rendering, and last `run.json` recording the parameters) under `build/<name>/`; the
+folder of the last good run of that name is kept aside until the new run has finished, and put back if
+it fails or is killed (the next run puts it back). Parameters are checked against
+the notebooks' parameter cells (names, types, and the clinical columns they refer to) before any
+notebook starts.
 """
 
 from __future__ import annotations
 
 import argparse
+import ast
+import json
 import os
+import re
+import shutil
 import sys
 import tempfile
+import time
+from functools import cache
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from idae.errors import IdaeError
+from idae.html import notebook_paths as numbered_notebooks
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = ROOT / "notebooks"
 PROFILES = NOTEBOOKS / "profiles"
+BUILD = ROOT / "build"
+PATH_PARAMS = ("clinical_path", "genomic_path")
+RECORD = "run.json"  # written last: a run folder without it did not finish
+NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 
 
 def notebook_paths() -> list[Path]:
-    return sorted(NOTEBOOKS.glob("0[1-9]_*.ipynb"))
+    """The committed report's numbered notebooks, in order."""
+    return numbered_notebooks(NOTEBOOKS)
 
 
-def load_params(profile: str, params_file: str | Path | None) -> tuple[str, dict[str, Any]]:
-    """(output name, parameters) for a profile and an optional params YAML laid over it."""
+@cache
+def declared_parameters(path: Path) -> dict[str, Any]:
+    """The parameters cell of one committed notebook: {name: default value}."""
+    import papermill as pm
+
+    declared = pm.inspect_notebook(str(path))
+    return {name: ast.literal_eval(spec["default"]) for name, spec in declared.items()}
+
+
+def is_default_run(notebook: str, params: dict[str, Any], data_parameters: dict[str, Any] | None = None) -> bool:
+    """True when `notebook` runs with its own defaults on the default processed cohort.
+
+    Only that run (the one `make all` stores and nbval re-executes) asserts the report's scientific
+    claims; on other parameters or data the notebooks print the same figures without asserting them.
+    `data_parameters` are the parameters notebook 01 recorded in the processed data's manifest.
+    """
+    defaults = declared_parameters(NOTEBOOKS / notebook)
+    if {k: params.get(k) for k in defaults} != defaults:
+        return False
+    if data_parameters is None:
+        return True
+    data_defaults = declared_parameters(NOTEBOOKS / "01_data_alignment.ipynb")
+    return all(data_parameters.get(k) == v for k, v in data_defaults.items() if k != "out_dir")
+
+
+def dataset_label(data_parameters: dict[str, Any]) -> str:
+    """A short name for the data a run used: `dataset` if set, else the survset cohort or the clinical file's name."""
+    if data_parameters.get("dataset"):
+        return str(data_parameters["dataset"])
+    path = data_parameters.get("clinical_path")
+    return Path(path).stem if path else str(data_parameters.get("cohort", "the cohort"))
+
+
+def _conforms(value: Any, default: Any) -> bool:
+    """Whether `value` has the type of a parameter whose default is `default` (ints pass for floats)."""
+    if isinstance(default, bool) or isinstance(value, bool):
+        return isinstance(value, bool) and isinstance(default, bool)
+    if isinstance(default, float):
+        return isinstance(value, int | float)
+    if isinstance(default, list):
+        return isinstance(value, list) and (not default or all(_conforms(v, default[0]) for v in value))
+    if isinstance(default, dict):
+        first = next(iter(default.values()), None)
+        return isinstance(value, dict) and all(
+            isinstance(k, str) and (first is None or _conforms(v, first)) for k, v in value.items()
+        )
+    return isinstance(value, type(default))
+
+
+def check_params(params: dict[str, Any], declared: dict[str, dict[str, Any]]) -> None:
+    """Reject unknown, ill-typed or inconsistent parameters, naming each one, before any work starts."""
+    defaults: dict[str, Any] = {}
+    for own in declared.values():
+        defaults.update(own)
+    problems = [f"unknown parameter {k!r}" for k in params if k not in defaults]
+    for key, value in params.items():
+        if key in defaults and not _conforms(value, defaults[key]):
+            hint = ""
+            if isinstance(defaults[key], float) and isinstance(value, str):
+                hint = " (in YAML write floats with a dot, e.g. 1.0e-3)"
+            problems.append(
+                f"parameter {key!r} must look like its default {defaults[key]!r}: got {value!r}{hint}"
+            )
+    if problems:
+        raise IdaeError("; ".join(problems) + f". The notebooks declare: {sorted(defaults)}")
+    p = defaults | params
+    columns = p["clinical_columns"]
+    if bool(p["clinical_path"]) != bool(p["genomic_path"]):
+        problems.append("set both clinical_path and genomic_path (or neither, to use `cohort`)")
+    for key in PATH_PARAMS:
+        if p[key] and not Path(p[key]).is_file():
+            problems.append(f"{key}: file not found: {p[key]}")
+    outside = [c for c in p["categorical_columns"] + [p["stratify"]] if c and c not in columns]
+    if outside:
+        problems.append(f"stratify / categorical_columns name {outside}, which are not in clinical_columns {columns}")
+    for column, levels in p["flips"].items():
+        if column not in columns:
+            problems.append(
+                f"flips: column {column!r} is not in clinical_columns {columns} (set flips, e.g. --flip er:neg:pos)"
+            )
+        if len(levels) != 2:
+            problems.append(f"flips: {column!r} needs [from, to], got {levels!r}")
+    if problems:
+        raise IdaeError("; ".join(problems))
+
+
+def load_params(
+    profile: str = "default", params_file: str | Path | None = None, overrides: dict[str, Any] | None = None
+) -> tuple[str, dict[str, Any]]:
+    """(run name, parameters): a profile, then a params YAML file, then `overrides`, laid over each other.
+
+    Paths to tables are made absolute: relative to the params file's folder when they come from it,
+    to the current directory when they come from `overrides` (the command line).
+    """
     params: dict[str, Any] = {}
-    name = profile
     if profile != "default":
         path = PROFILES / f"{profile}.yaml"
         if not path.is_file():
             known = ["default"] + sorted(p.stem for p in PROFILES.glob("*.yaml"))
             raise IdaeError(f"unknown profile {profile!r}; known profiles: {known}")
         params.update(yaml.safe_load(path.read_text()) or {})
-    if params_file is not None:
-        path = Path(params_file)
-        if not path.is_file():
-            raise IdaeError(f"params file not found: {path}")
-        extra = yaml.safe_load(path.read_text()) or {}
-        if not isinstance(extra, dict):
-            raise IdaeError(f"{path}: expected a mapping of parameter names to values")
+    name = ""
+    for source, base in ((params_file, None), (overrides, Path.cwd())):
+        if source is None:
+            continue
+        if base is None:
+            path = Path(source)
+            if not path.is_file():
+                raise IdaeError(f"params file not found: {path}")
+            extra = yaml.safe_load(path.read_text()) or {}
+            if not isinstance(extra, dict):
+                raise IdaeError(f"{path}: expected a mapping of parameter names to values")
+            base, name = path.resolve().parent, str(extra.get("name", name or path.stem))
+        else:
+            extra = dict(source)
+            name = str(extra.get("name", name))
+        extra.pop("name", None)
+        for key in PATH_PARAMS:
+            if isinstance(extra.get(key), str) and extra[key]:
+                extra[key] = str((base / Path(extra[key]).expanduser()).resolve())
         params.update(extra)
-        name = str(extra.get("name", path.stem))
+    if not name and params.get("clinical_path"):
+        raise IdaeError("name the run on your tables (--name, NAME=, or `name:` in a params file): build/<name>/")
+    if name and profile != "default":
+        name = f"{name}_{profile}"
+    name = name or profile
+    if not NAME.fullmatch(name) or name in ("html", "tables"):
+        raise IdaeError(f"run name {name!r}: use letters, digits, '_', '-' or '.', not 'html' or 'tables'")
     return name, params
 
 
-def run(profile: str = "default", params_file: str | Path | None = None, kernel: str = "idae") -> Path:
-    """Execute every notebook; return the folder the executed notebooks were written to."""
+def _restore(out: Path) -> None:
+    """Undo a run that was killed before it finished: put the last good folder back in place."""
+    previous = out.with_name(out.name + ".previous")
+    if previous.exists():
+        failed = out.with_name(out.name + ".failed")
+        shutil.rmtree(failed, ignore_errors=True)
+        if out.exists():
+            os.replace(out, failed)
+        os.replace(previous, out)
+        print(f"[idae.report] an earlier run of {out.name} did not finish: restored the last good one", flush=True)
+
+
+def _execute(paths: list[Path], params: dict[str, Any], nb_dir: Path, kernel: str) -> None:
     import papermill as pm
 
-    name, params = load_params(profile, params_file)
-    paths = notebook_paths()
-    declared = {p: pm.inspect_notebook(str(p)) for p in paths}
-    known = set().union(*declared.values()) if declared else set()
-    unknown = sorted(set(params) - known - {"name"})
-    if unknown:
-        raise IdaeError(f"unknown parameters {unknown}; the notebooks declare {sorted(known)}")
-    if name == "default" and not params:
-        out_dir, nb_dir = None, NOTEBOOKS
-    else:
-        out_dir = ROOT / "build" / name
-        nb_dir = out_dir / "notebooks"
-        params["out_dir"] = str(out_dir)
     nb_dir.mkdir(parents=True, exist_ok=True)
-    for path in paths:
-        own = {k: v for k, v in params.items() if k in declared[path]}
+    for i, path in enumerate(paths, 1):
+        own = {k: v for k, v in params.items() if k in declared_parameters(path)}
         target = nb_dir / path.name
         fd, tmp = tempfile.mkstemp(suffix=".ipynb", prefix=f".{path.stem}.", dir=nb_dir)
         os.close(fd)
-        print(f"[idae.report] {path.name} -> {target.relative_to(ROOT)}", flush=True)
+        start = time.perf_counter()
+        print(f"[idae.report] {i}/{len(paths)} {path.name} -> {target.relative_to(ROOT)}", flush=True)
         try:
             pm.execute_notebook(
                 str(path), tmp, parameters=own, kernel_name=kernel, cwd=str(NOTEBOOKS), progress_bar=False
             )
             os.replace(tmp, target)
+        except pm.PapermillExecutionError as err:
+            raise IdaeError(
+                f"{path.name} failed in cell {err.exec_count}: {err.ename}: {err.evalue}".rstrip()
+            ) from None
         finally:
             if os.path.exists(tmp):
                 os.remove(tmp)
-    return nb_dir
+        print(f"[idae.report]     done in {time.perf_counter() - start:.0f} s", flush=True)
+
+
+def run(
+    profile: str = "default",
+    params_file: str | Path | None = None,
+    overrides: dict[str, Any] | None = None,
+    kernel: str = "idae",
+) -> Path:
+    """Execute every notebook, then render the HTML report; return the run's folder.
+
+    The default run (no profile, file or overrides) writes into the repository and renders the HTML
+    to `build/html/`; any other run writes everything under `build/<name>/`.
+    """
+    from idae.html import render_report
+
+    name, params = load_params(profile, params_file, overrides)
+    paths = notebook_paths()
+    check_params(params, {p: declared_parameters(p) for p in paths})
+    if name == "default" and not params:
+        _execute(paths, params, NOTEBOOKS, kernel)
+        render_report(NOTEBOOKS, BUILD / "html", title="idae report")
+        return ROOT
+    if params.get("clinical_path") and not params.get("dataset"):
+        params["dataset"] = name.removesuffix(f"_{profile}")  # the report's text names the data after the run
+    out = BUILD / name
+    BUILD.mkdir(exist_ok=True)
+    _restore(out)
+    previous, failed = out.with_name(out.name + ".previous"), out.with_name(out.name + ".failed")
+    if out.exists():
+        if (out / RECORD).is_file():
+            os.replace(out, previous)
+        else:  # left by a run killed before anything was set aside: not a good run, keep it only to look at
+            shutil.rmtree(failed, ignore_errors=True)
+            os.replace(out, failed)
+    out.mkdir()
+    start = time.time()
+    try:
+        _execute(paths, params | {"out_dir": str(out)}, out / "notebooks", kernel)
+        render_report(out / "notebooks", out / "html", title=f"idae report: {name}")
+        record = {"name": name, "profile": profile, "parameters": params, "seconds": round(time.time() - start),
+                  "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z")}  # fmt: skip
+        (out / RECORD).write_text(json.dumps(record, indent=1) + "\n")
+    except BaseException:
+        shutil.rmtree(failed, ignore_errors=True)
+        os.replace(out, failed)
+        if previous.exists():
+            os.replace(previous, out)
+        print(f"[idae.report] run failed: its partial output is in {failed.relative_to(ROOT)}", file=sys.stderr)
+        raise
+    shutil.rmtree(previous, ignore_errors=True)
+    shutil.rmtree(failed, ignore_errors=True)  # an older failure, superseded by this good run
+    return out
+
+
+def _flip(text: str) -> tuple[str, list[str]]:
+    parts = text.split(":")
+    if len(parts) != 3 or not all(parts):
+        raise IdaeError(f"--flip {text!r}: expected COLUMN:FROM:TO, e.g. er:neg:pos")
+    return parts[0], parts[1:]
+
+
+def _setting(text: str) -> tuple[str, Any]:
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise IdaeError(f"--set {text!r}: expected NAME=VALUE (VALUE in YAML, e.g. n_seeds=3)")
+    return key, yaml.safe_load(value) if value else ""
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--profile", default="default", help="default, or a name in notebooks/profiles/")
-    parser.add_argument("--params", default=None, help="YAML file of notebook parameters (your own data)")
+    parser = argparse.ArgumentParser(
+        description="Run notebooks 01-05 (papermill), on the default cohort or on your tables.",
+        epilog="Outputs of any non-default run land in build/<name>/. See the README, 'Your own data'.",
+    )
+    parser.add_argument("--profile", default="default", help="default, or a name in notebooks/profiles/ (quick)")
+    parser.add_argument("--params", default=None, help="YAML file of notebook parameters")
+    parser.add_argument("--name", help="name of the run and of its folder under build/")
+    parser.add_argument("--clinical", help="clinical table (CSV/parquet), patients in rows")
+    parser.add_argument("--genomic", help="genomic table (CSV/parquet), patients in rows, genes in columns")
+    parser.add_argument("--id-col", help="column holding the patient IDs in both tables")
+    parser.add_argument("--columns", help="clinical columns the model uses, comma-separated")
+    parser.add_argument(
+        "--categorical", help="number-coded columns that are categories (grade 1/2/3), comma-separated"
+    )
+    parser.add_argument("--stratify", help="column the split is stratified on ('' for none)")
+    parser.add_argument("--flip", action="append", default=[], help="case study COLUMN:FROM:TO (repeatable)")
+    parser.add_argument("--latent-dim", type=int, help="number of identifiable factors")
+    parser.add_argument("--set", action="append", default=[], help="any notebook parameter, NAME=VALUE (repeatable)")
     parser.add_argument("--kernel", default="idae", help="Jupyter kernel to run the notebooks with")
     args = parser.parse_args(argv)
     try:
-        out = run(args.profile, args.params, args.kernel)
+        overrides: dict[str, Any] = dict(_setting(s) for s in args.set)
+        given = {
+            "name": args.name, "clinical_path": args.clinical, "genomic_path": args.genomic, "id_col": args.id_col,
+            "clinical_columns": args.columns and args.columns.split(","),
+            "categorical_columns": args.categorical and args.categorical.split(","),
+            "stratify": args.stratify, "flips": dict(_flip(f) for f in args.flip) or None,
+            "latent_dim": args.latent_dim,
+        }  # fmt: skip
+        overrides.update({k: v for k, v in given.items() if v is not None})
+        out = run(args.profile, args.params, overrides or None, args.kernel)
     except IdaeError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    print(f"[idae.report] done: {out}")
+    where = "notebooks/, data/, figures/" if out == ROOT else out.relative_to(ROOT)
+    print(f"[idae.report] done: {where}")
     return 0
 
 
