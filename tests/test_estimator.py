@@ -410,8 +410,11 @@ def test_bench_quick_prints_a_table_with_parameter_counts():
     lines = run.stdout.splitlines()
     header = next(line for line in lines if "idae params" in line)
     assert "g×g params" in header and "epoch s" in header and "peak MB" in header
-    rows = [line for line in lines if line.split()[:1] == ["1000"]]
+    rows = [line for line in lines if line.split()[:2] in (["1000", "124"], ["1000", "1240"])]
     assert len(rows) == 2  # 124 and 1240 patients
     for row in rows:
         assert "k" in row.split("|")[1] or "M" in row.split("|")[1]  # a parameter count, e.g. 657.7k
         assert "×" in row.split("|")[-1]  # ratios were computed: both architectures ran
+    # the checkpoint table: the same fit without checkpoints, every epoch and at the default interval, as ratios
+    checkpoint = [line for line in lines if line.split()[:2] == ["1000", "|"]]
+    assert len(checkpoint) == 1 and checkpoint[0].count("×") == 2
