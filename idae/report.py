@@ -180,14 +180,20 @@ def load_params(
     return name, params
 
 
+def _keep_as_failed(out: Path) -> Path:
+    """Move the unfinished run folder `out` to `<name>.failed` (replacing an older one) to be looked at."""
+    failed = out.with_name(out.name + ".failed")
+    shutil.rmtree(failed, ignore_errors=True)
+    if out.exists():
+        os.replace(out, failed)
+    return failed
+
+
 def _restore(out: Path) -> None:
     """Undo a run that was killed before it finished: put the last good folder back in place."""
     previous = out.with_name(out.name + ".previous")
     if previous.exists():
-        failed = out.with_name(out.name + ".failed")
-        shutil.rmtree(failed, ignore_errors=True)
-        if out.exists():
-            os.replace(out, failed)
+        _keep_as_failed(out)
         os.replace(previous, out)
         print(f"[idae.report] an earlier run of {out.name} did not finish: restored the last good one", flush=True)
 
@@ -243,13 +249,12 @@ def run(
     out = BUILD / name
     BUILD.mkdir(exist_ok=True)
     _restore(out)
-    previous, failed = out.with_name(out.name + ".previous"), out.with_name(out.name + ".failed")
+    previous = out.with_name(out.name + ".previous")
     if out.exists():
         if (out / RECORD).is_file():
             os.replace(out, previous)
         else:  # left by a run killed before anything was set aside: not a good run, keep it only to look at
-            shutil.rmtree(failed, ignore_errors=True)
-            os.replace(out, failed)
+            _keep_as_failed(out)
     out.mkdir()
     start = time.time()
     try:
@@ -259,14 +264,13 @@ def run(
                   "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z")}  # fmt: skip
         (out / RECORD).write_text(json.dumps(record, indent=1) + "\n")
     except BaseException:
-        shutil.rmtree(failed, ignore_errors=True)
-        os.replace(out, failed)
+        failed = _keep_as_failed(out)
         if previous.exists():
             os.replace(previous, out)
         print(f"[idae.report] run failed: its partial output is in {failed.relative_to(ROOT)}", file=sys.stderr)
         raise
     shutil.rmtree(previous, ignore_errors=True)
-    shutil.rmtree(failed, ignore_errors=True)  # an older failure, superseded by this good run
+    shutil.rmtree(out.with_name(out.name + ".failed"), ignore_errors=True)  # an older failure, superseded by this run
     return out
 
 
