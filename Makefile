@@ -24,7 +24,7 @@ REPORT_ARGS = --profile $(PROFILE) $(if $(PARAMS),--params $(PARAMS)) $(if $(NAM
 	$(if $(COLUMNS),--columns $(COLUMNS)) $(if $(CATEGORICAL),--categorical $(CATEGORICAL)) \
 	$(if $(STRATIFY),--stratify $(STRATIFY)) $(foreach f,$(FLIP),--flip $(f)) $(if $(LATENT_DIM),--latent-dim $(LATENT_DIM))
 
-.PHONY: help venv all quick example html test unit lint nbval bench lab lock clean
+.PHONY: help venv all quick example html test unit lint nbval bench sweep lab lock clean
 
 help: ## list the targets
 	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -65,6 +65,9 @@ nbval: $(STAMP) ## re-execute the committed notebooks and compare their stored o
 
 bench: $(STAMP) ## speed and memory figures beside their baselines (prints a table)
 	$(PY) scripts/bench.py
+
+sweep: $(STAMP) ## the identifiability ablation (about 1.5 h): data/identifiability_sweep.csv for notebook 04
+	$(PY) scripts/identifiability_sweep.py --seeds 5 --segments --out data
 
 lab: $(STAMP) ## open the report in JupyterLab on the idae kernel
 	$(VENV)/bin/jupyter lab notebooks/

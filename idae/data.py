@@ -9,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 import reprlib
 import warnings
-from collections.abc import Hashable
+from collections.abc import Callable, Hashable
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -663,6 +663,33 @@ class ClinicalDesign:
                 blocks.append(z[:, None])
         blocks.append(np.stack(masks, axis=1).astype(float))
         return np.concatenate(blocks, axis=1).astype(np.float32)
+
+    def sampler(self, clinical: pd.DataFrame, rng: np.random.Generator) -> Callable[[], np.ndarray]:
+        """A function returning `transform(clinical, rng)` afresh on each call, redrawing only the missing
+        cells (the same draws, in the same order, as `transform` makes), so an epoch's draw costs little."""
+        base = self.transform(clinical)
+        draws = []  # (rows, first design column, levels or observed values, categorical?)
+        start = 0
+        for col in self.columns:
+            missing = np.flatnonzero(clinical[col].isna().to_numpy())
+            width = len(self.levels[col]) if col in self.levels else 1
+            if missing.size:
+                if col in self.levels:
+                    base[np.ix_(missing, np.arange(start, start + width))] = 0.0
+                draws.append((missing, start, col))
+            start += width
+
+        def draw() -> np.ndarray:
+            out = base.copy()
+            for rows, first, col in draws:
+                if col in self.levels:
+                    picked = rng.choice(len(self.levels[col]), size=len(rows), p=np.asarray(self.frequencies[col]))
+                    out[rows, first + picked] = 1.0
+                else:
+                    out[rows, first] = rng.choice(self.observed[col], size=len(rows))
+            return out
+
+        return draw
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

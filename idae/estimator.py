@@ -19,30 +19,37 @@ import numpy as np
 import pandas as pd
 import torch
 
+from idae import unmixing
 from idae.data import ClinicalDesign, Standardizer, check_clinical, check_genomic, to_float32
-from idae.errors import IdaeError
+from idae.errors import IdaeError, IdentifiabilityWarning
 from idae.invert import METHODS, LatentModel, counterfactual, fit_latent_model, refuse_overflow, regressors
-from idae.model import AUGMENTATIONS, IDAENet
+from idae.metrics import ConditionReport, condition_check
+from idae.model import AUGMENTATIONS, HEADS, IDAENet
 from idae.train import OBJECTIVES, History, checkpoint_path, fingerprint, resolve_device, seed_everything, train
 
 WEIGHTS, CONFIG = "weights.pt", "config.json"
-FORMAT_VERSION = 2  # 2: config.json records the SHA-256 of weights.pt
+FORMAT_VERSION = 3  # 2: config.json records the SHA-256 of weights.pt; 3: projection, heads, linear stage
 
 
 @dataclasses.dataclass
 class Config:
-    """Every constructor argument of `IDAE`; the defaults are the project's best known settings."""
+    """Every constructor argument of `IDAE`; the defaults are the project's best known settings (notebook 04)."""
 
     latent_dim: int = 6
-    objective: str = "dsm"  # best cross-seed stability and reconstruction on gse1992 (notebook 03)
-    augmentation: tuple[str, ...] = AUGMENTATIONS
-    encoder_hidden: tuple[int, ...] = (256, 256)
-    condition_hidden: tuple[int, ...] = (64, 64)
-    decoder_hidden: tuple[int, ...] = (256, 256)
-    noise: float = 2.0  # corruption sd in units of each gene's sd: heavy corruption gave the most stable factors
-    decoder_noise: float = 0.05
-    reconstruction_weight: float = 1.0
-    max_epochs: int = 300
+    objective: str = "ivae"  # "ivae" (evidence lower bound), "infonce" or "dsm" (the seed's energy estimators)
+    head: str = "gaussian"  # "gaussian" (positive precision, exact log-partition) or "energy" (the seed's free λ)
+    augmentation: tuple[str, ...] = AUGMENTATIONS  # T(z) of the "energy" head; the Gaussian head uses [z, z²]
+    components_per_factor: int = 2  # whitened principal components the encoder reads, per factor; 0: every gene
+    encoder_hidden: tuple[int, ...] = (128, 128)
+    condition_hidden: tuple[int, ...] = ()
+    decoder_hidden: tuple[int, ...] = (128, 128)
+    spectral_norm: bool = True  # on the encoder's MLP
+    linear_stage: bool = True  # the conditional maximum-likelihood linear map after training (idae.unmixing)
+    noise: float = 0.0  # corruption sd of the encoder's input, in units of each gene's sd
+    decoder_noise: float = 0.0
+    reconstruction_weight: float = 1.0  # of the reconstruction term ("infonce" and "dsm")
+    detach_decoder: bool = False  # "infonce" / "dsm": the reconstruction term does not train the encoder
+    max_epochs: int = 1000
     batch_size: int = 256
     learning_rate: float = 1e-3
     weight_decay: float = 1e-4
@@ -64,8 +71,20 @@ class Config:
 
         for name in ("latent_dim", "max_epochs", "batch_size", "warmup_epochs", "patience"):
             positive_int(name)
+        value = self.components_per_factor
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise IdaeError(f"components_per_factor must be a non-negative integer, got {value!r}")
+        for name in ("spectral_norm", "linear_stage", "detach_decoder", "progress"):
+            if not isinstance(getattr(self, name), bool):
+                raise IdaeError(f"{name} must be True or False, got {getattr(self, name)!r}")
         if self.objective not in OBJECTIVES:
             raise IdaeError(f"objective must be one of {OBJECTIVES}, got {self.objective!r}")
+        if self.head not in HEADS:
+            raise IdaeError(f"head must be one of {HEADS}, got {self.head!r}")
+        if self.objective == "ivae" and self.head != "gaussian":
+            raise IdaeError("objective 'ivae' needs head='gaussian' (its prior is the Gaussian head)")
+        if self.objective == "ivae" and self.detach_decoder:
+            raise IdaeError("objective 'ivae' trains the encoder through its decoder: detach_decoder must be False")
         terms = self.augmentation
         valid = not isinstance(terms, str) and all(isinstance(t, str) for t in terms)
         if not valid or not terms or set(terms) - set(AUGMENTATIONS):
@@ -80,10 +99,13 @@ class Config:
                 raise IdaeError(f"{name} must be a finite number, got {value!r}")
             return float(value)
 
-        for name in ("noise", "learning_rate", "clip_norm"):
+        for name in ("learning_rate", "clip_norm"):
             if not finite_number(name) > 0:
                 raise IdaeError(f"{name} must be positive, got {getattr(self, name)!r}")
-        for name in ("decoder_noise", "reconstruction_weight", "weight_decay", "val_fraction", "missing_weight"):
+        if self.objective == "dsm" and not finite_number("noise") > 0:
+            raise IdaeError(f"objective 'dsm' needs a positive noise (its corruption), got {self.noise!r}")
+        for name in ("noise", "decoder_noise", "reconstruction_weight", "weight_decay", "val_fraction",
+                     "missing_weight"):
             if not finite_number(name) >= 0:
                 raise IdaeError(f"{name} must be non-negative, got {getattr(self, name)!r}")
         for name in ("noise", "decoder_noise"):  # in gene sds; beyond this the corruption is all there is
@@ -131,6 +153,7 @@ class IDAE:
         self.design: ClinicalDesign | None = None
         self.history: History | None = None
         self.latent_model: LatentModel | None = None
+        self.condition: ConditionReport | None = None
 
     def __repr__(self) -> str:
         changed = {
@@ -219,8 +242,10 @@ class IDAE:
         x_train = self._tensor(genomic)
         w_train = self._weights(clinical)
 
+        draw = self.design.sampler(clinical, rng)
+
         def design_train() -> torch.Tensor:
-            return torch.from_numpy(self.design.transform(clinical, rng)).to(self.device)
+            return torch.from_numpy(draw()).to(self.device)
 
         x_val = y_val = w_val = None
         if validation is not None:
@@ -229,16 +254,8 @@ class IDAE:
             x_val, w_val = self._tensor(g_val), self._weights(c_val)
             y_val = torch.from_numpy(self.design.transform(c_val)).to(self.device)
 
-        self.net = IDAENet(
-            n_genes=len(self.genes),
-            n_design=self.design.width,
-            latent_dim=c.latent_dim,
-            augmentation=c.augmentation,
-            encoder_hidden=c.encoder_hidden,
-            condition_hidden=c.condition_hidden,
-            decoder_hidden=c.decoder_hidden,
-            decoder_noise=c.decoder_noise,
-        ).to(self.device)
+        self.net = self.build_network(len(self.genes), self.design.width).to(self.device)
+        self.net.start_at_pca(x_train)
         run = None
         if checkpoint is not None:  # what a checkpoint must match to be resumed by this fit
             settings = {**dataclasses.asdict(c), "device": str(self.device)}
@@ -255,23 +272,58 @@ class IDAE:
             objective=c.objective, noise=c.noise, reconstruction_weight=c.reconstruction_weight,
             max_epochs=c.max_epochs, batch_size=c.batch_size, learning_rate=c.learning_rate,
             weight_decay=c.weight_decay, warmup_epochs=c.warmup_epochs, patience=c.patience,
-            clip_norm=c.clip_norm, progress=c.progress, checkpoint=checkpoint,
+            clip_norm=c.clip_norm, detach_decoder=c.detach_decoder, progress=c.progress, checkpoint=checkpoint,
             checkpoint_every=None if every is None else int(every), fingerprint=run, rng=rng,
         )  # fmt: skip
         self.net.eval()
+        design = self.design.transform(clinical)
+        if c.linear_stage:
+            with torch.no_grad():
+                codes = self.net.codes(x_train).double().cpu().numpy()
+            stage = unmixing.fit(codes, design, seed=c.seed)
+            as_tensor = lambda a: torch.as_tensor(a, dtype=torch.float32, device=self.device)  # noqa: E731
+            self.net.set_unmixing(as_tensor(stage.centre), as_tensor(stage.weight), as_tensor(stage.head_weight),
+                                  as_tensor(stage.head_bias))  # fmt: skip
+        self.condition = self.condition_report(clinical)
+        if self.condition.warning:
+            warnings.warn(f"IDAE.fit: {self.condition.warning}", IdentifiabilityWarning, stacklevel=2)
         self.latent_model = fit_latent_model(
             self.encode(genomic), regressors(self, clinical, c.inversion), c.inversion
         )
         return self
 
+    def build_network(self, n_genes: int, n_design: int) -> IDAENet:
+        """The untrained network this configuration describes, for `n_genes` genes and a design of width `n_design`."""
+        c = self.config
+        return IDAENet(
+            n_genes=n_genes, n_design=n_design, latent_dim=c.latent_dim,
+            input_components=c.components_per_factor * c.latent_dim, head=c.head, augmentation=c.augmentation,
+            encoder_hidden=c.encoder_hidden, condition_hidden=c.condition_hidden, decoder_hidden=c.decoder_hidden,
+            decoder_noise=c.decoder_noise, spectral=c.spectral_norm,
+        )  # fmt: skip
+
+    def condition_report(self, clinical: pd.DataFrame) -> ConditionReport:
+        """The identifiability condition on these patients' clinical profiles (see `metrics.condition_check`):
+        distinct profiles, rank of the design, and rank of the fitted model's natural-parameter differences."""
+        self._check_fitted()
+        clinical = self._clinical(clinical, clinical.index, self.design.columns)
+        y = self.design.transform(clinical)
+        return condition_check(y, self.config.latent_dim, n_terms=2 if self.config.head == "gaussian" or
+                               self.config.linear_stage else len(set(self.config.augmentation)),
+                               natural_parameters=self.natural_parameters(clinical))  # fmt: skip
+
     # ------------------------------------------------------------------------------------ transform
 
     @torch.no_grad()
     def encode(self, genomic: pd.DataFrame) -> np.ndarray:
-        """The identifiable factors z = f(x): (n, latent_dim) float64, rows in `genomic`'s order."""
+        """The factors u = (f(P x) - c) W: (n, latent_dim) float64, rows in `genomic`'s order.
+
+        The linear stage W is included (identity when `linear_stage=False`); the factors have unit variance on
+        the training patients and come in decreasing order of the share the clinical state explains.
+        """
         net = self._check_fitted()
         genomic = self._genomic(genomic, fitted=True)
-        return net.encoder(self._tensor(genomic)).double().cpu().numpy()
+        return net.encode(self._tensor(genomic)).double().cpu().numpy()
 
     @torch.no_grad()
     def reconstruct(self, genomic: pd.DataFrame) -> pd.DataFrame:
@@ -285,10 +337,14 @@ class IDAE:
 
     @torch.no_grad()
     def natural_parameters(self, clinical: pd.DataFrame) -> np.ndarray:
-        """λ(y): (n, k·latent_dim), clinical missing cells at their expectation."""
+        """λ(y) of the factors `encode` returns: (n, k·latent_dim), clinical missing cells at their expectation.
+
+        With the Gaussian head or the linear stage, k = 2 and λ = [m/v, -1/(2v)] per factor (mean m, variance v
+        given y); with the energy head and no stage, the head's free λ over the augmentation terms.
+        """
         net = self._check_fitted()
         y = torch.from_numpy(self.design.transform(clinical)).to(self.device)
-        return net.natural_parameters(y).double().cpu().numpy()
+        return net.factor_natural_parameters(y).double().cpu().numpy()
 
     def invert(
         self,
@@ -414,22 +470,17 @@ class IDAE:
             raise IdaeError(f"{misfit}: entries {odd[:5]} are not named tensors")
         # Refuse a config that describes a network larger than the file before allocating it: each
         # float32 weight takes 4 bytes of weights.pt (tensor sizes in the file are not to be trusted).
-        features = c.latent_dim * len(set(c.augmentation))
-        n_weights = sum(
-            a * b
-            for sizes in (
-                [len(model.genes), *c.encoder_hidden, c.latent_dim],
-                [model.design.width, *c.condition_hidden, features],
-                [features, *c.decoder_hidden, len(model.genes)],
-            )
-            for a, b in zip(sizes[:-1], sizes[1:], strict=False)
-        )
+        n_genes, d, q = len(model.genes), c.latent_dim, model.design.width
+        k = min(c.components_per_factor * d, n_genes) or n_genes
+        n_out = 2 * d if c.head == "gaussian" else d * len(set(c.augmentation))
+        paths = [[k, d], [d, n_genes], [q, *c.condition_hidden, n_out]]
+        paths += [[k, *c.encoder_hidden, d]] * bool(c.encoder_hidden) + [[d, *c.decoder_hidden, n_genes]] * bool(
+            c.decoder_hidden)
+        n_weights = n_genes * k * (k < n_genes) + sum(
+            a * b for sizes in paths for a, b in zip(sizes[:-1], sizes[1:], strict=False))
         if 4 * n_weights > len(raw):
             raise IdaeError(f"{misfit}: the config needs at least {n_weights} weights, the file has {len(raw)} bytes")
-        net = IDAENet(
-            len(model.genes), model.design.width, c.latent_dim, c.augmentation,
-            c.encoder_hidden, c.condition_hidden, c.decoder_hidden, c.decoder_noise,
-        )  # fmt: skip
+        net = model.build_network(n_genes, model.design.width)
         _check_state(state, net.state_dict(), misfit, model)
         if hashlib.sha256(raw).hexdigest() != payload[SHA256]:
             raise IdaeError(
@@ -552,11 +603,12 @@ def _check_payload(payload: Any, where: str) -> None:
         elif isinstance(default, str):
             ok = isinstance(value, str)
         else:  # a tuple of str or int, stored as a JSON list
-            kind = type(default[0])
+            kind = type(default[0]) if default else int  # the empty default is a tuple of layer sizes
             ok = isinstance(value, list) and all(isinstance(v, kind) and not isinstance(v, bool) for v in value)
         if not ok:
             if isinstance(default, tuple):
-                raise fail(f"config[{f.name!r}] must be of type list of {type(default[0]).__name__}, got {value!r}")
+                kind = type(default[0]).__name__ if default else "int"
+                raise fail(f"config[{f.name!r}] must be of type list of {kind}, got {value!r}")
             raise fail(f"config[{f.name!r}] must be of type {type(default).__name__}, got {value!r}")
     try:
         Config(**{k: tuple(v) if isinstance(v, list) else v for k, v in config.items()}).check()
@@ -600,8 +652,9 @@ def _check_payload(payload: Any, where: str) -> None:
     if latent["method"] != config["inversion"]:
         raise fail(f"latent_model method {latent['method']!r} differs from config inversion {config['inversion']!r}")
     width = sum(len(v) for v in levels.values()) + len(numeric) + len(columns)
-    augmentation = config["augmentation"]
-    n_regressors = width if latent["method"] == "design" else config["latent_dim"] * len(set(augmentation))
+    gaussian = config["head"] == "gaussian" or config["linear_stage"]
+    n_terms = 2 if gaussian else len(set(config["augmentation"]))
+    n_regressors = width if latent["method"] == "design" else config["latent_dim"] * n_terms
     for name in ("mean_coef", "logvar_coef"):
         rows = latent[name]
         if not isinstance(rows, list) or len(rows) != 1 + n_regressors:

@@ -12,7 +12,7 @@ given by `method`: "design" (the clinical design matrix) or "energy" (the natura
 The decoder then maps the move to genes, added to the patient's own profile so that whatever the
 decoder does not explain (the patient's residual) is preserved:
 
-    x' = x + h(T(z')) - h(T(z))
+    x' = x + h(z') - h(z)
 """
 
 from __future__ import annotations
@@ -27,7 +27,6 @@ import torch
 
 from idae.data import check_table
 from idae.errors import IdaeError
-from idae.model import augment
 
 if TYPE_CHECKING:
     from idae.estimator import IDAE
@@ -156,12 +155,12 @@ def counterfactual(
     old_r = regressors(model, clinical, latent.method)
     new_r = regressors(model, new_clinical, latent.method)
     x = model._tensor(genomic)
-    z = net.encoder(x).double().cpu().numpy()
+    z = net.encode(x).double().cpu().numpy()
     mean_old, sd_old = latent.moments(old_r)
     mean_new, sd_new = latent.moments(new_r)
     z_new = mean_new + sd_new * (z - mean_old) / sd_old
     def decode(codes: np.ndarray) -> torch.Tensor:
-        return net.decoder(augment(torch.as_tensor(codes, dtype=torch.float32, device=model.device), net.augmentation))
+        return net.decode(torch.as_tensor(codes, dtype=torch.float32, device=model.device))
 
     before = decode(z)
     delta = (decode(z_new) - before).double().cpu().numpy()

@@ -2,8 +2,11 @@
 
 Strong MCC: mean absolute Pearson correlation between estimated and true factors after the best
 one-to-one matching (Hungarian algorithm) -- 1 means identified up to permutation and scaling.
-Weak MCC: the same after a linear (CCA) alignment fitted on one half and scored on the other, so it
-asks only for identifiability up to an invertible linear map.
+Weak MCC: for each true factor, the correlation of its best linear prediction from all the estimated
+factors (the multiple correlation R of a least-squares fit on the same samples), averaged over the true
+factors. It asks only for identifiability up to an invertible linear map, and it can never fall below the
+strong MCC of the same factors: a single matched factor is one of the linear predictions it considers.
+Chance: `chance_mcc` gives both for independent noise of the same size, which is far from zero on few samples.
 """
 
 from __future__ import annotations
@@ -14,7 +17,6 @@ import numpy as np
 import pandas as pd
 from scipy.optimize import linear_sum_assignment
 from scipy.spatial.distance import cdist
-from sklearn.cross_decomposition import CCA
 
 from idae.errors import IdaeError
 
@@ -66,19 +68,44 @@ def mcc(estimated, true) -> float:
     return float(r.sum() / n_true)
 
 
-def weak_mcc(estimated, true, seed: int = 0) -> float:
-    """Weak MCC: CCA fitted on a random half of the samples, MCC of the canonical pairs on the other half."""
+def weak_mcc(estimated, true) -> float:
+    """Weak MCC in [0, 1]: mean over true factors of the multiple correlation R with the estimated factors.
+
+    R_j is the correlation between true factor j and its least-squares fit on every estimated factor
+    (with an intercept) on the same samples; R_j >= |r| with any single estimated factor, hence weak MCC
+    >= strong MCC. An invertible linear mix of the true factors scores 1.
+    """
     a, b = _as_2d("estimated", estimated), _as_2d("true", true)
     if len(a) != len(b):
         raise IdaeError(f"estimated has {len(a)} samples but true has {len(b)}")
-    if len(a) < 8:
-        raise IdaeError(f"weak MCC needs at least 8 samples (two halves), got {len(a)}")
-    order = np.random.default_rng(seed).permutation(len(a))
-    fit_idx, score_idx = order[: len(a) // 2], order[len(a) // 2:]
-    k = min(a.shape[1], b.shape[1])
-    cca = CCA(n_components=k, max_iter=2000).fit(a[fit_idx], b[fit_idx])
-    ua, ub = cca.transform(a[score_idx], b[score_idx])
-    return float(np.abs(np.diag(correlation_matrix(ua, ub))).sum() / b.shape[1])
+    if len(a) <= a.shape[1] + 1:
+        raise IdaeError(f"weak MCC needs more samples than estimated factors + 1, got {len(a)} for {a.shape[1]}")
+    a = a - a.mean(axis=0)
+    b = b - b.mean(axis=0)
+    coef, *_ = np.linalg.lstsq(a, b, rcond=None)
+    fitted = a @ coef
+    r = np.diag(correlation_matrix(fitted, b)) if b.shape[1] > 1 else correlation_matrix(fitted, b)[0]
+    # the strong MCC's matched pairs are among the fits considered: never report less (float rounding)
+    return float(max(np.mean(r), mcc(estimated, true)))
+
+
+def chance_mcc(n_samples: int, n_factors: int, n_true: int | None = None, repeats: int = 200,
+               seed: int = 0) -> tuple[float, float]:  # fmt: skip
+    """(strong, weak) MCC of independent Gaussian noise against independent Gaussian 'truth' of this size:
+    the level a score must clear to mean anything (mean over `repeats` draws)."""
+    rng = np.random.default_rng(seed)
+    n_true = n_factors if n_true is None else n_true
+    scores = [(mcc(e, t), weak_mcc(e, t)) for e, t in (
+        (rng.normal(size=(n_samples, n_factors)), rng.normal(size=(n_samples, n_true))) for _ in range(repeats))]
+    strong, weak = np.mean(scores, axis=0)
+    return float(strong), float(weak)
+
+
+def per_gene_r2(truth: pd.DataFrame, predicted: pd.DataFrame, mean: pd.Series) -> pd.Series:
+    """Per gene, 1 - Σ(truth - predicted)² / Σ(truth - mean)², `mean` a reference level (the training mean):
+    1 is perfect, 0 no better than predicting that mean, negative worse."""
+    _same_labels("truth", truth, "predicted", predicted)
+    return 1 - ((truth - predicted) ** 2).sum() / ((truth - mean) ** 2).sum()
 
 
 def cross_seed_mcc(factors: dict[str, np.ndarray] | list[np.ndarray]) -> pd.DataFrame:
@@ -107,27 +134,36 @@ def off_diagonal(matrix: pd.DataFrame | np.ndarray) -> np.ndarray:
     return m[np.triu_indices_from(m, k=1)]
 
 
+RANK_TOLERANCE = 1e-3  # singular values below this share of the largest count as zero (rank of λ differences)
+
+
 @dataclass(frozen=True)
 class ConditionReport:
     """What the clinical design can identify under ICE-BeeM's variability condition.
 
     The condition needs kd + 1 distinct conditions whose natural-parameter differences have rank kd
-    (k augmentation terms, d factors). A nonlinear condition encoder can raise the rank up to
-    (distinct profiles - 1), so that count bounds d; the rank of the design itself is what a linear
-    map of the clinical variables could reach.
+    (k sufficient statistics per factor: 2 for a Gaussian [z, z²]; d factors). The distinct clinical
+    profiles bound what any model can reach ((profiles - 1) // k factors); the rank of the design is what a
+    map linear in the clinical variables could reach; the rank of the fitted model's natural-parameter
+    differences (singular values above `RANK_TOLERANCE` of the largest) is what this fit reached, and its
+    smallest relative singular value says how close the fit is to losing one more direction.
     """
 
     n_samples: int
     n_profiles: int
     design_rank: int
     natural_parameter_rank: int | None
+    smallest_relative_singular_value: float | None
     latent_dim: int
     n_terms: int
 
     @property
     def max_latent_dim(self) -> int:
-        rank = self.n_profiles - 1 if self.natural_parameter_rank is None else self.natural_parameter_rank
-        return rank // self.n_terms
+        """The largest number of factors these data identify: the fitted rank when known, else the profiles."""
+        bound = (self.n_profiles - 1) // self.n_terms
+        if self.natural_parameter_rank is not None:
+            bound = min(bound, self.natural_parameter_rank // self.n_terms)
+        return bound
 
     @property
     def max_latent_dim_linear(self) -> int:
@@ -141,8 +177,13 @@ class ConditionReport:
     def warning(self) -> str | None:
         if self.ok:
             return None
-        return (f"latent_dim={self.latent_dim} exceeds what the data can identify "
-                f"({self.max_latent_dim} with {self.n_terms} augmentation terms)")
+        need = self.n_terms * self.latent_dim
+        have = (f"{self.n_profiles} distinct clinical profiles" if self.natural_parameter_rank is None else
+                f"{self.n_profiles} distinct clinical profiles and natural-parameter differences of rank "
+                f"{self.natural_parameter_rank}")  # fmt: skip
+        return (f"latent_dim={self.latent_dim} exceeds what the clinical data identify: {self.latent_dim} factors "
+                f"with {self.n_terms} statistics each need {need + 1} distinct profiles and rank {need}, these "
+                f"patients give {have}; at most {self.max_latent_dim} factor(s) are identifiable")
 
     def __str__(self) -> str:
         lines = [
@@ -151,7 +192,8 @@ class ConditionReport:
             f"rank of design differences:      {self.design_rank}",
         ]
         if self.natural_parameter_rank is not None:
-            lines.append(f"rank of natural-param. diffs:    {self.natural_parameter_rank}")
+            lines.append(f"rank of natural-param. diffs:    {self.natural_parameter_rank} "
+                         f"(smallest relative singular value {self.smallest_relative_singular_value:.2g})")
         lines += [
             f"needed for d={self.latent_dim}, k={self.n_terms}:        "
             f"{self.n_terms * self.latent_dim + 1} profiles, rank {self.n_terms * self.latent_dim}",
@@ -162,21 +204,28 @@ class ConditionReport:
         return "\n".join(lines)
 
 
-def _difference_rank(rows: np.ndarray) -> int:
+def _difference_spectrum(rows: np.ndarray) -> np.ndarray:
+    """Singular values of the differences of every row from the first (empty for fewer than 2 rows)."""
     if len(rows) < 2:
+        return np.zeros(0)
+    return np.linalg.svd(rows[1:] - rows[0], compute_uv=False)
+
+
+def _difference_rank(rows: np.ndarray) -> int:
+    s = _difference_spectrum(rows)
+    if not s.size:
         return 0
-    diffs = rows[1:] - rows[0]
-    s = np.linalg.svd(diffs, compute_uv=False)
-    tol = max(diffs.shape) * np.finfo(np.float64).eps * 1e3 * max(float(s[0]) if s.size else 0.0, 1.0)
+    tol = max(rows.shape) * np.finfo(np.float64).eps * 1e3 * max(float(s[0]), 1.0)
     return int((s > tol).sum())
 
 
-def condition_check(design, latent_dim: int, n_terms: int = 3, natural_parameters=None,
+def condition_check(design, latent_dim: int, n_terms: int = 2, natural_parameters=None,
                     decimals: int = 6) -> ConditionReport:
     """Count distinct clinical profiles and the rank of their differences.
 
     design: (samples, design width) clinical design matrix (after `ClinicalDesign.transform`).
-    natural_parameters: optional (samples, k*d) output of a condition encoder for the same rows.
+    natural_parameters: optional (samples, k*d) natural parameters λ(y) of a fitted model for the same rows;
+    their rank counts singular values above `RANK_TOLERANCE` of the largest (an untrained, constant λ has rank 0).
     """
     if not isinstance(latent_dim, int | np.integer) or latent_dim < 1:
         raise IdaeError(f"latent_dim must be a positive integer, got {latent_dim!r}")
@@ -184,15 +233,23 @@ def condition_check(design, latent_dim: int, n_terms: int = 3, natural_parameter
         raise IdaeError(f"n_terms must be a positive integer, got {n_terms!r}")
     y = _as_2d("design", design)
     profiles, first = np.unique(np.round(y, decimals), axis=0, return_index=True)
-    lam_rank = None
+    lam_rank = smallest = None
     if natural_parameters is not None:
         lam = _as_2d("natural_parameters", natural_parameters)
         if len(lam) != len(y):
             raise IdaeError(f"natural_parameters has {len(lam)} rows but design has {len(y)}")
-        lam_rank = _difference_rank(lam[np.sort(first)])
+        s = _difference_spectrum(lam[np.sort(first)])
+        if not s.size or s[0] <= 0:
+            lam_rank, smallest = 0, 0.0
+        else:
+            relative = s / s[0]
+            lam_rank = int((relative > RANK_TOLERANCE).sum())
+            needed = min(n_terms * int(latent_dim), len(relative))
+            smallest = float(relative[needed - 1]) if needed else 0.0
     return ConditionReport(
         n_samples=len(y), n_profiles=len(profiles), design_rank=_difference_rank(profiles),
-        natural_parameter_rank=lam_rank, latent_dim=int(latent_dim), n_terms=int(n_terms),
+        natural_parameter_rank=lam_rank, smallest_relative_singular_value=smallest, latent_dim=int(latent_dim),
+        n_terms=int(n_terms),
     )
 
 

@@ -85,23 +85,26 @@ def pca_scatter(genomic: pd.DataFrame, clinical: pd.DataFrame, columns: list[str
     return fig
 
 
-def loss_curves(histories: dict[str, object], weight: float = 1.0) -> plt.Figure:
-    """Objective and reconstruction terms per epoch, train (solid) and validation (dashed)."""
-    fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
-    for (label, h), color in zip(histories.items(), sns.color_palette("deep"), strict=False):
-        for ax, train, val in (
-            (axes[0], h.train_objective, h.val_objective),
-            (axes[1], h.train_reconstruction, h.val_reconstruction),
-        ):
-            ax.plot(train, color=color, label=f"{label} train")
+def loss_curves(histories: dict[str, object], objective_labels: dict[str, str] | None = None) -> plt.Figure:
+    """One panel per model for its own objective (their scales differ), one shared panel for the reconstruction
+    error; train solid, validation dashed, the kept epoch as a dotted line."""
+    labels = objective_labels or {}
+    fig, axes = plt.subplots(1, len(histories) + 1, figsize=(4.2 * (len(histories) + 1), 3.6))
+    for ax, (label, h), color in zip(axes, histories.items(), sns.color_palette("deep"), strict=False):
+        for target, train, val in ((ax, h.train_objective, h.val_objective),
+                                   (axes[-1], h.train_reconstruction, h.val_reconstruction)):  # fmt: skip
+            target.plot(train, color=color, label=f"{label}, training")
             if val:
-                ax.plot(val, color=color, ls="--", label=f"{label} validation")
+                target.plot(val, color=color, ls="--", label=f"{label}, validation")
             if h.best_epoch >= 0:
-                ax.axvline(h.best_epoch, color=color, lw=0.8, alpha=0.5)
-    axes[0].set_title("contrastive / score-matching term")
-    axes[1].set_title("reconstruction (MSE per standardised gene)")
+                target.axvline(h.best_epoch, color=color, lw=0.8, ls=":")
+        ax.set_ylabel(labels.get(label, "objective"))
+        ax.set_title(label)
+        ax.legend(fontsize=8)
+    axes[-1].set_ylabel("reconstruction error (MSE per standardised gene)")
+    axes[-1].set_title("reconstruction")
+    axes[-1].legend(fontsize=8)
     for ax in axes:
         ax.set_xlabel("epoch")
-    axes[1].legend(fontsize=8)
     fig.tight_layout()
     return fig

@@ -24,9 +24,9 @@ import torch
 from tqdm import tqdm
 
 from idae.errors import IdaeError
-from idae.model import IDAENet, dsm_loss, infonce_loss, reconstruction_loss
+from idae.model import IDAENet, dsm_loss, elbo_loss, infonce_loss, reconstruction_loss
 
-OBJECTIVES = ("infonce", "dsm")
+OBJECTIVES = ("ivae", "infonce", "dsm")
 CHECKPOINT_FORMAT, CHECKPOINT_VERSION = "idae training checkpoint", 1
 CHECKPOINT_SHARE = 0.1  # automatic checkpoint interval: writes take at most this share of the training time
 CHECKPOINT_KEYS = ("format", "version", "fingerprint", "environment", "epoch", "net", "optimiser", "best_state",
@@ -64,9 +64,6 @@ class History:
     best_epoch: int = -1
     stopped: str = ""
 
-    def val_total(self, weight: float) -> list[float]:
-        return [a + weight * b for a, b in zip(self.val_objective, self.val_reconstruction, strict=True)]
-
 
 def lr_factor(epoch: int, warmup: int, total: int) -> float:
     """Linear warm-up over `warmup` epochs, then cosine decay to 5% of the base rate at `total`."""
@@ -77,14 +74,23 @@ def lr_factor(epoch: int, warmup: int, total: int) -> float:
 
 
 def losses(
-    net: IDAENet, objective: str, x: torch.Tensor, y: torch.Tensor, w: torch.Tensor, noise: float
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """(objective term, reconstruction term) on one batch."""
-    if objective == "infonce":
-        main = infonce_loss(net, x, y, w)
-    else:
-        main = dsm_loss(net, x, y, w, noise)
-    return main, reconstruction_loss(net, x, w, noise)
+    net: IDAENet, objective: str, x: torch.Tensor, y: torch.Tensor, w: torch.Tensor, noise: float,
+    reconstruction_weight: float, detach_decoder: bool = False,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(objective term, reconstruction term, the loss to minimise) on one batch.
+
+    "ivae": the negative ELBO is the whole loss; it holds the decoder's likelihood, so the reconstruction
+    term (squared error per gene at the posterior mean) is only reported. The contrastive objectives add
+    the denoising reconstruction term with `reconstruction_weight`.
+    """
+    if objective == "ivae":
+        main = elbo_loss(net, x, y, w, noise)
+        with torch.no_grad():
+            rec = reconstruction_loss(net, x, w, 0.0)
+        return main, rec, main
+    main = (infonce_loss if objective == "infonce" else dsm_loss)(net, x, y, w, noise)
+    rec = reconstruction_loss(net, x, w, noise, detach=detach_decoder)
+    return main, rec, main + reconstruction_weight * rec
 
 
 def train(
@@ -106,6 +112,7 @@ def train(
     warmup_epochs: int,
     patience: int,
     clip_norm: float,
+    detach_decoder: bool = False,
     progress: bool = True,
     checkpoint: str | os.PathLike | None = None,
     checkpoint_every: int | None = None,
@@ -165,8 +172,9 @@ def train(
             idx = order[b * batch_size : (b + 1) * batch_size]
             # bfloat16 autocast on CUDA (no loss scaling needed); CPU runs stay in float32
             with torch.autocast("cuda", dtype=torch.bfloat16, enabled=x_train.device.type == "cuda"):
-                main, rec = losses(net, objective, x_train[idx], y_train[idx], w_train[idx], noise)
-            loss = main.float() + reconstruction_weight * rec.float()
+                main, rec, loss = losses(net, objective, x_train[idx], y_train[idx], w_train[idx], noise,
+                                         reconstruction_weight, detach_decoder)
+            loss = loss.float()
             what = "loss" if not torch.isfinite(loss) else ""
             if not what:
                 optimiser.zero_grad(set_to_none=True)
@@ -190,10 +198,9 @@ def train(
         if x_val is None:
             best_state, history.best_epoch = copy.deepcopy(net.state_dict()), epoch
         else:
-            val_main, val_rec = evaluate(net, objective, x_val, y_val, w_val, noise)
+            val_main, val_rec, total = evaluate(net, objective, x_val, y_val, w_val, noise, reconstruction_weight)
             history.val_objective.append(val_main)
             history.val_reconstruction.append(val_rec)
-            total = val_main + reconstruction_weight * val_rec
             improved = math.isfinite(total) and (not math.isfinite(best) or total < best - 1e-4 * abs(best))
             if improved:
                 best, best_state, since_best, history.best_epoch = total, copy.deepcopy(net.state_dict()), 0, epoch
@@ -228,15 +235,17 @@ def train(
 
 
 def evaluate(
-    net: IDAENet, objective: str, x: torch.Tensor, y: torch.Tensor, w: torch.Tensor, noise: float
-) -> tuple[float, float]:
-    """Validation losses with a fixed corruption draw, so epochs are compared on the same noise."""
+    net: IDAENet, objective: str, x: torch.Tensor, y: torch.Tensor, w: torch.Tensor, noise: float,
+    reconstruction_weight: float,
+) -> tuple[float, float, float]:
+    """Validation (objective, reconstruction, loss) with a fixed corruption draw, so epochs are compared on
+    the same noise."""
     net.eval()
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(12345)
         with torch.set_grad_enabled(objective == "dsm"):
-            main, rec = losses(net, objective, x, y, w, noise)
-    return main.item(), rec.item()
+            main, rec, total = losses(net, objective, x, y, w, noise, reconstruction_weight)
+    return main.item(), rec.item(), total.item()
 
 
 # ------------------------------------------------------------------------------------------ checkpoints

@@ -88,21 +88,32 @@ def test_invert_accepts_a_table_of_new_values_and_no_change_is_identity(fitted, 
 def test_natural_parameters_shape(fitted, data):
     clinical, _ = data
     lam = fitted.natural_parameters(clinical)
-    assert lam.shape == (len(clinical), 3 * 3) and np.isfinite(lam).all()
+    # the Gaussian head: [m/v, -1/(2v)] for each of the 3 factors, a positive precision
+    assert lam.shape == (len(clinical), 2 * 3) and np.isfinite(lam).all() and (lam[:, 3:] < 0).all()
 
 
 # ----------------------------------------------------------------------------------------- objectives
 
 
-@pytest.mark.parametrize("objective", ["infonce", "dsm"])
+@pytest.mark.parametrize("objective", ["ivae", "infonce"])
 def test_objective_decreases_on_a_small_problem(data, objective):
     clinical, genomic = data
-    model = IDAE(latent_dim=3, objective=objective, val_fraction=0.0, learning_rate=3e-3,
+    # the objective alone (no reconstruction term to trade against) must go down
+    model = IDAE(latent_dim=3, objective=objective, val_fraction=0.0, learning_rate=3e-3, reconstruction_weight=0.0,
                  **{**TINY, "max_epochs": 60}).fit(genomic, clinical)  # fmt: skip
     h = model.history
     assert len(h.train_objective) == 60 and h.stopped.startswith("reached")
     assert h.train_objective[-1] < h.train_objective[0]
-    assert h.train_reconstruction[-1] < h.train_reconstruction[0]
+    assert np.isfinite(h.train_reconstruction).all()
+
+
+def test_dsm_objective_stays_at_its_floor_from_the_pca_start(data):
+    """DSM per gene is ½‖x̃ + σ²∇ℓ − x‖²/σ² ≈ ½ when the score explains none of the corruption; a d-factor
+    energy explains at most d of the genes' directions, and the PCA start already explains those."""
+    clinical, genomic = data
+    model = IDAE(latent_dim=3, objective="dsm", noise=0.5, val_fraction=0.0, learning_rate=3e-3,
+                 reconstruction_weight=0.0, **{**TINY, "max_epochs": 30}).fit(genomic, clinical)  # fmt: skip
+    assert all(0.3 < v < 0.6 for v in model.history.train_objective)
 
 
 def test_validation_split_gives_validation_history(fitted):
@@ -266,15 +277,15 @@ def nan_at_epoch(monkeypatch, epoch, kind):
     calls = {"n": 0}
 
     def fake(net, *args):
-        main, rec = real(net, *args)
+        main, rec, total = real(net, *args)
         if net.training:
             calls["n"] += 1
             if calls["n"] == epoch + 1:  # one batch per epoch here
                 if kind == "loss":
-                    main = main * float("nan")
+                    total = total * float("nan")
                 else:  # value 0, gradient 0 · ∞ = nan
-                    main = main + 0.0 * torch.sqrt(0.0 * sum(p.sum() for p in net.parameters()))
-        return main, rec
+                    total = total + 0.0 * torch.sqrt(0.0 * sum(p.sum() for p in net.parameters()))
+        return main, rec, total
 
     monkeypatch.setattr(idae.train, "losses", fake)
 
@@ -321,7 +332,12 @@ def test_a_normal_fit_raises_no_warning(data):
         ({"latent_dim": 2.5}, "latent_dim must be a positive integer"),
         ({"augmentation": ("z", "z4")}, "augmentation"),
         ({"encoder_hidden": (16, 0)}, "encoder_hidden"),
-        ({"noise": 0.0}, "noise must be positive"),
+        ({"objective": "dsm", "noise": 0.0}, "needs a positive noise"),
+        ({"noise": -1.0}, "noise must be non-negative"),
+        ({"objective": "ivae", "head": "energy"}, "needs head='gaussian'"),
+        ({"head": "laplace"}, "head must be one of"),
+        ({"components_per_factor": -1}, "components_per_factor"),
+        ({"linear_stage": 1}, "linear_stage must be True or False"),
         ({"val_fraction": 0.6}, "val_fraction"),
         ({"inversion": "magic"}, "inversion must be one of"),
         ({"device": "tpu"}, "device"),

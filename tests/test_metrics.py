@@ -7,7 +7,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from idae.errors import IdaeError
-from idae.metrics import condition_check, correlation_matrix, cross_seed_mcc, mcc, off_diagonal, weak_mcc
+from idae.metrics import (
+    chance_mcc,
+    condition_check,
+    correlation_matrix,
+    cross_seed_mcc,
+    mcc,
+    off_diagonal,
+    weak_mcc,
+)
 
 
 def sources(n=2000, d=5, seed=0):
@@ -22,7 +30,7 @@ def test_permuted_rescaled_copy_scores_one(d, seed):
     scale = rng.choice([-1, 1], d) * rng.uniform(0.1, 10, d)
     estimated = s[:, rng.permutation(d)] * scale + rng.normal(size=d)
     assert mcc(estimated, s) == pytest.approx(1.0, abs=1e-9)
-    assert weak_mcc(estimated, s, seed=seed) == pytest.approx(1.0, abs=1e-6)
+    assert weak_mcc(estimated, s) == pytest.approx(1.0, abs=1e-6)
 
 
 def test_independent_noise_scores_near_zero():
@@ -35,9 +43,29 @@ def test_independent_noise_scores_near_zero():
 def test_linear_mixture_is_weakly_but_not_strongly_identified():
     s = sources()
     mixing = np.random.default_rng(2).normal(size=(5, 5))
-    mixed = s @ mixing
-    assert weak_mcc(mixed, s) > 0.99
+    mixed = s @ mixing + 4.0
+    assert weak_mcc(mixed, s) == pytest.approx(1.0, abs=1e-9)
     assert mcc(mixed, s) < 0.8
+
+
+@settings(max_examples=40, deadline=None)
+@given(n=st.integers(8, 60), d=st.integers(1, 5), k=st.integers(1, 5), seed=st.integers(0, 10_000))
+def test_weak_mcc_never_below_strong_mcc(n, d, k, seed):
+    """Any codes, few samples included: the linear fit considers every single matched factor."""
+    rng = np.random.default_rng(seed)
+    truth = rng.normal(size=(n, d))
+    estimated = truth[:, :1] * rng.normal(size=(1, k)) + rng.normal(size=(n, k)) * rng.uniform(0.1, 3)
+    if n <= k + 1:
+        with pytest.raises(IdaeError, match="more samples"):
+            weak_mcc(estimated, truth)
+        return
+    assert weak_mcc(estimated, truth) >= mcc(estimated, truth) - 1e-12
+
+
+def test_chance_level_falls_with_the_sample_size():
+    few, many = chance_mcc(38, 6, repeats=100), chance_mcc(400, 6, repeats=100)
+    assert 0.15 < few[0] < 0.35 and few[1] > few[0]
+    assert many[0] < few[0] / 2
 
 
 def test_partial_recovery_scores_the_share_recovered():
@@ -96,6 +124,22 @@ def test_condition_check_counts_profiles_and_rank():
     assert report.ok and report.warning is None and "condition met" in str(report)
     too_big = condition_check(design_of(profiles), latent_dim=2, n_terms=3)
     assert not too_big.ok and "latent_dim=2 exceeds" in too_big.warning and "WARNING" in str(too_big)
+    assert "at most 1 factor" in too_big.warning
+
+
+def test_condition_check_fails_a_constant_or_untrained_head():
+    """A head whose λ(y) does not vary (as an untrained network's, or a clinical column without effect)
+    identifies nothing, however many clinical profiles there are."""
+    design = design_of(np.eye(20))
+    constant = np.ones((200, 4))
+    report = condition_check(design, latent_dim=1, n_terms=2, natural_parameters=constant)
+    assert report.natural_parameter_rank == 0 and not report.ok and report.max_latent_dim == 0
+    # nearly rank-deficient: one direction of λ at a thousandth of the others counts as missing
+    rng = np.random.default_rng(1)
+    lam = rng.normal(size=(20, 4)) @ np.diag([1.0, 1.0, 1.0, 1e-4])
+    report = condition_check(design, latent_dim=2, n_terms=2, natural_parameters=lam.repeat(10, axis=0))
+    assert report.natural_parameter_rank == 3 and not report.ok
+    assert report.smallest_relative_singular_value < 1e-3
 
 
 def test_condition_check_uses_natural_parameters_when_given():

@@ -71,7 +71,7 @@ def first_weight(state):
 
 def test_save_records_the_format_version_and_the_weights_checksum(saved, fitted, data):
     payload = read_config(saved)
-    assert payload["format_version"] == FORMAT_VERSION == 2
+    assert payload["format_version"] == FORMAT_VERSION == 3
     assert payload["weights_sha256"] == hashlib.sha256((saved / "weights.pt").read_bytes()).hexdigest()
     loaded = IDAE.load(saved)
     _, genomic = data
@@ -254,12 +254,12 @@ def test_json_that_is_not_an_object(saved, content):
     refused(saved, "config.json", "not an IDAE config")
 
 
-@pytest.mark.parametrize("version", [1, 3, "2", 2.0, True, None, -1])
+@pytest.mark.parametrize("version", [1, 2, 4, "3", 3.0, True, None, -1])
 def test_unknown_format_version(saved, version):
     payload = read_config(saved)
     payload["format_version"] = version
     write_config(saved, payload)
-    refused(saved, "config.json", f"unsupported format version {version!r}", "reads version 2")
+    refused(saved, "config.json", f"unsupported format version {version!r}", "reads version 3")
 
 
 def test_format_version_missing(saved):
@@ -399,8 +399,8 @@ def wider_encoder(payload):
 @pytest.mark.parametrize(
     "change, problem",
     [
-        (drop_last_gene, "the config (5 genes, design width 9, latent_dim 2) needs (8, 5)"),
-        (add_gene, "needs (8, 7)"),
+        (drop_last_gene, "has shape (6,), the config (5 genes, design width 9, latent_dim 2) needs (5,)"),
+        (add_gene, "needs (7,)"),
         (add_level, "design width 10"),
         (wider_encoder, "bias has shape (8,), the config (6 genes, design width 9, latent_dim 2) needs (9,)"),
     ],
