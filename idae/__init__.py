@@ -1,11 +1,12 @@
 """idae: an identifiable denoising autoencoder linking clinical variables to genomic profiles."""
 
 from idae.data import Aligned, AlignReport, align
-from idae.errors import IdaeError
+from idae.errors import IdaeError, IdentifiabilityWarning
 from idae.estimator import IDAE
 from idae.train import seed_everything
 
-__all__ = ["IDAE", "AlignReport", "Aligned", "IdaeError", "align", "load_cohort", "seed_everything"]
+__all__ = ["IDAE", "AlignReport", "Aligned", "IdaeError", "IdentifiabilityWarning", "align", "load_cohort",
+           "seed_everything"]
 __version__ = "0.1.0"
 
 

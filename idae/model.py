@@ -317,21 +317,26 @@ def corrupt(x: torch.Tensor, sigma: float) -> torch.Tensor:
     return x + sigma * torch.randn_like(x) if sigma > 0 else x
 
 
-def elbo_loss(net: IDAENet, x: torch.Tensor, y: torch.Tensor, weights: torch.Tensor, sigma: float) -> torch.Tensor:
-    """−ELBO per gene: E_q[−log p(x | z)] + KL(q(z | x) ‖ p(z | y)), q = N(f(P x̃), diag s²), x̃ = x + σε.
+def elbo_loss(
+    net: IDAENet, x: torch.Tensor, y: torch.Tensor, weights: torch.Tensor, sigma: float
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(−ELBO per gene, squared reconstruction error per gene): E_q[−log p(x | z)] + KL(q(z | x) ‖ p(z | y)),
+    q = N(f(P x̃), diag s²), x̃ = x + σε.
 
     The decoder's per-gene noise variance is learnt, so the bound weighs each gene by how well the factors
-    explain it. Divided by the gene count so the loss reads per gene whatever the panel's size.
+    explain it. Divided by the gene count so the loss reads per gene whatever the panel's size. The squared
+    error (reported, not optimised) is that of the decoded posterior draw while training, of the mean in eval.
     """
     mean = net.encode(corrupt(x, sigma) if net.training else x)
     log_var_q = net.posterior_log_var.clamp(*LOG_VARIANCE_RANGE).expand_as(mean)
     z = mean + torch.exp(0.5 * log_var_q) * torch.randn_like(mean) if net.training else mean
     log_noise = net.log_noise.clamp(*LOG_VARIANCE_RANGE)
-    nll = 0.5 * ((x - net.decode(z)) ** 2 * torch.exp(-log_noise) + log_noise + math.log(2 * math.pi)).sum(dim=1)
+    error = (x - net.decode(z)) ** 2
+    nll = 0.5 * (error * torch.exp(-log_noise) + log_noise + math.log(2 * math.pi)).sum(dim=1)
     prior_mean, log_var_p = net.moments(y)
     kl = 0.5 * (log_var_p - log_var_q + (torch.exp(log_var_q) + (mean - prior_mean) ** 2) * torch.exp(-log_var_p)
                 - 1).sum(dim=1)  # fmt: skip
-    return weighted_mean(nll + kl, weights) / x.shape[1]
+    return weighted_mean(nll + kl, weights) / x.shape[1], weighted_mean(error.detach().mean(dim=1), weights)
 
 
 def infonce_loss(net: IDAENet, x: torch.Tensor, y: torch.Tensor, weights: torch.Tensor, sigma: float) -> torch.Tensor:

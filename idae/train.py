@@ -80,13 +80,11 @@ def losses(
     """(objective term, reconstruction term, the loss to minimise) on one batch.
 
     "ivae": the negative ELBO is the whole loss; it holds the decoder's likelihood, so the reconstruction
-    term (squared error per gene at the posterior mean) is only reported. The contrastive objectives add
-    the denoising reconstruction term with `reconstruction_weight`.
+    term (squared error per gene of the decoded posterior draw; of the mean in eval mode) is only reported.
+    The contrastive objectives add the denoising reconstruction term with `reconstruction_weight`.
     """
     if objective == "ivae":
-        main = elbo_loss(net, x, y, w, noise)
-        with torch.no_grad():
-            rec = reconstruction_loss(net, x, w, 0.0)
+        main, rec = elbo_loss(net, x, y, w, noise)
         return main, rec, main
     main = (infonce_loss if objective == "infonce" else dsm_loss)(net, x, y, w, noise)
     rec = reconstruction_loss(net, x, w, noise, detach=detach_decoder)

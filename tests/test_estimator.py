@@ -434,3 +434,30 @@ def test_bench_quick_prints_a_table_with_parameter_counts():
     # the checkpoint table: the same fit without checkpoints, every epoch and at the default interval, as ratios
     checkpoint = [line for line in lines if line.split()[:2] == ["1000", "|"]]
     assert len(checkpoint) == 1 and checkpoint[0].count("×") == 2
+
+
+# ------------------------------------------------------------------------------------ identifiability
+
+
+def test_fit_warns_when_the_clinical_design_cannot_identify_latent_dim(data):
+    """One binary clinical column gives two profiles: one Gaussian factor needs three (2d + 1)."""
+    clinical, genomic = data
+    poor = clinical[["er"]].astype("category")
+    with pytest.warns(idae.IdentifiabilityWarning, match=r"latent_dim=2 exceeds .* at most 0 factor"):
+        model = IDAE(latent_dim=2, **TINY).fit(genomic, poor)
+    assert not model.condition.ok and model.condition.n_profiles == 2
+
+
+def test_condition_report_of_a_fitted_model_counts_its_natural_parameters(fitted, data):
+    clinical, _ = data
+    report = fitted.condition_report(clinical)
+    assert report.natural_parameter_rank is not None and report.n_terms == 2
+    assert report.n_samples == len(clinical) and 0 <= report.smallest_relative_singular_value <= 1
+
+
+def test_linear_stage_gives_unit_variance_factors_on_the_training_patients(data):
+    clinical, genomic = data
+    model = IDAE(latent_dim=3, val_fraction=0.0, **TINY).fit(genomic, clinical)
+    np.testing.assert_allclose(model.encode(genomic).std(axis=0), 1.0, rtol=1e-4)
+    raw = IDAE(latent_dim=3, val_fraction=0.0, linear_stage=False, **TINY).fit(genomic, clinical)
+    assert not np.allclose(raw.encode(genomic).std(axis=0), 1.0, rtol=1e-4)
