@@ -81,7 +81,7 @@ def test_run_names_that_are_not_plain_folder_names_are_refused(name):
         ({"clinical_columns": "er"}, "'clinical_columns' must look like"),
         ({"flips": {"er": "pos"}}, "'flips' must look like"),
         ({"flips": {"er": [1, 2]}}, "'flips' must look like"),
-        ({"sweep": 1}, "'sweep' must look like its default False"),
+        ({"resamples": True}, "'resamples' must look like its default 5"),
         ({"clinical_columns": ["er", "age"]}, "flips: column 'grade' is not in clinical_columns"),
         ({"stratify": "stage"}, "name ['stage'], which are not in clinical_columns"),
         ({"categorical_columns": ["stage"]}, "name ['stage'], which are not in clinical_columns"),
