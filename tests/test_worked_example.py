@@ -78,7 +78,7 @@ def test_every_notebook_ran_on_the_csv_tables_without_an_error(example):
     assert manifest["parameters"]["clinical_path"] == str(TABLES / "clinical.csv")
     assert manifest["counts"]["patients"] == 115 and manifest["counts"]["genes"] == 500
     assert sorted(p.name for p in (OUT / "data" / "models").iterdir()) == [
-        "dsm_seed0", "dsm_seed1", "infonce_seed0", "infonce_seed1",
+        "dsm_seed0", "dsm_seed1", "ivae_seed0", "ivae_seed1",
     ]  # fmt: skip
 
 
