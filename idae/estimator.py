@@ -31,6 +31,12 @@ WEIGHTS, CONFIG = "weights.pt", "config.json"
 FORMAT_VERSION = 3  # 2: config.json records the SHA-256 of weights.pt; 3: projection, heads, linear stage
 
 
+def statistics_per_factor(head: str, linear_stage: bool, augmentation: tuple[str, ...] | list[str]) -> int:
+    """Sufficient statistics per factor of the λ(y) that `IDAE.natural_parameters` returns: 2 ([z, z²]) with the
+    Gaussian head or once the linear stage's Gaussian model replaces the head, else the energy head's terms."""
+    return 2 if head == "gaussian" or linear_stage else len(set(augmentation))
+
+
 @dataclasses.dataclass
 class Config:
     """Every constructor argument of `IDAE`; the defaults are the project's best known settings (notebook 04)."""
@@ -308,8 +314,8 @@ class IDAE:
         self._check_fitted()
         clinical = self._clinical(clinical, clinical.index, self.design.columns)
         y = self.design.transform(clinical)
-        return condition_check(y, self.config.latent_dim, n_terms=2 if self.config.head == "gaussian" or
-                               self.config.linear_stage else len(set(self.config.augmentation)),
+        c = self.config
+        return condition_check(y, c.latent_dim, n_terms=statistics_per_factor(c.head, c.linear_stage, c.augmentation),
                                natural_parameters=self.natural_parameters(clinical))  # fmt: skip
 
     # ------------------------------------------------------------------------------------ transform
@@ -652,8 +658,7 @@ def _check_payload(payload: Any, where: str) -> None:
     if latent["method"] != config["inversion"]:
         raise fail(f"latent_model method {latent['method']!r} differs from config inversion {config['inversion']!r}")
     width = sum(len(v) for v in levels.values()) + len(numeric) + len(columns)
-    gaussian = config["head"] == "gaussian" or config["linear_stage"]
-    n_terms = 2 if gaussian else len(set(config["augmentation"]))
+    n_terms = statistics_per_factor(config["head"], config["linear_stage"], config["augmentation"])
     n_regressors = width if latent["method"] == "design" else config["latent_dim"] * n_terms
     for name in ("mean_coef", "logvar_coef"):
         rows = latent[name]
