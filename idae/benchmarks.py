@@ -10,6 +10,9 @@ Settings:
   the first 1,500 patients for training and 500 held out (the harder setting; `n_train=800`, 500 genes and
   10% missing give the report's lighter default cohort).
 - `segments_split`: the ICE-BeeM segment simulation (20 segments, 5 sources, depth 4), 80% / 20% at random.
+- `processed_split`: the processed real cohort (notebook 01), its training patients against the held-out ones.
+  With no true sources, `stability` scores fits against each other: across seeds and across resampled
+  training sets.
 """
 
 from __future__ import annotations
@@ -24,10 +27,10 @@ import pandas as pd
 
 from idae import unmixing
 from idae.baselines import LATENT_METHODS, fit_latent
-from idae.data import ClinicalDesign
+from idae.data import ClinicalDesign, Prepared
 from idae.errors import IdaeError
 from idae.estimator import IDAE
-from idae.metrics import mcc, weak_mcc
+from idae.metrics import cross_seed_mcc, mcc, off_diagonal, weak_mcc
 from idae.synthetic import make_cohort, make_segments
 
 # The seed model as it was first built: DSM on every gene with the free energy head over [z, z², 0.1z³],
@@ -47,6 +50,8 @@ VARIANTS: dict[str, tuple[str, dict, str]] = {
     "no spectral norm": ("idae", {"spectral_norm": False}, "spectral norm"),
     "input corruption 0.5": ("idae", {"noise": 0.5}, "denoising corruption"),
     "objective infonce": ("idae", {"objective": "infonce"}, "objective"),
+    "ELBO + InfoNCE × 1": ("idae", {"contrastive_weight": 1.0}, "objective"),
+    "ELBO + InfoNCE × 10": ("idae", {"contrastive_weight": 10.0}, "objective"),
     "objective dsm": ("idae", {"objective": "dsm", "noise": 0.5}, "objective"),
     "dsm, decoder detached": ("idae", {"objective": "dsm", "noise": 0.5, "detach_decoder": True},
                               "decoder gradient into the encoder"),
@@ -60,7 +65,10 @@ VARIANTS: dict[str, tuple[str, dict, str]] = {
     "plain DAE": ("dae", {}, "baseline"),
     "CEBRA": ("cebra", {}, "baseline"),
 }
-SEGMENT_VARIANTS = ("default", "no linear stage", "linear encoder and decoder", "objective infonce", "PCA", "FastICA")
+SEGMENT_VARIANTS = ("default", "no linear stage", "linear encoder and decoder", "objective infonce",
+                    "ELBO + InfoNCE × 1", "ELBO + InfoNCE × 10", "PCA", "FastICA")
+# measured for stability on the real cohort: the default and the variant the cohort table puts above it
+REAL_VARIANTS = ("default", "input: every gene", "PCA", "FastICA")
 
 
 @dataclasses.dataclass
@@ -108,6 +116,14 @@ def segments_split(seed: int, depth: int = 4, n_per_segment: int = 1000) -> Spli
     train, test = data.genomic.index[order[:n_train]], data.genomic.index[order[n_train:]]
     return Split(f"segments (depth {depth}, {n_per_segment} per segment)", data.genomic.loc[train],
                  data.clinical.loc[train], data.genomic.loc[test], data.sources.loc[test].to_numpy())
+
+
+def processed_split(prepared: Prepared, latent_dim: int) -> Split:
+    """The processed cohort: its "train" patients for fitting (its "validation" patients for idae's early
+    stopping), every patient outside "train" held out for scoring."""
+    train, validation = prepared.split == "train", prepared.split == "validation"
+    return Split("real cohort", prepared.genomic[train], prepared.clinical[train], prepared.genomic[~train],
+                 validation=(prepared.genomic[validation], prepared.clinical[validation]), latent_dim=latent_dim)
 
 
 def fit_codes(method: str, split: Split, seed: int, **options: Any) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
@@ -159,3 +175,25 @@ def score_method(method: str, split: Split, seed: int, stage: bool = True, **opt
         row["strong MCC + stage"] = mcc(out.pop("codes + stage"), truth)
     row["seconds"] = time.perf_counter() - began
     return {**row, **out}
+
+
+def stability(method: str, split: Split, seeds: int = 5, resamples: int = 5, share: float = 0.8,
+              **options: Any) -> dict[str, Any]:  # fmt: skip
+    """Strong MCC between fits on the held-out patients (mean over pairs) when fits differ in their seed only
+    ("across seeds": seeds 0..seeds-1) and when each sees a random `share` of the training patients ("across
+    resampled training sets": resampling seeds 100.., model seed 0), with the median seconds per fit. Baselines
+    are scored after the linear stage, idae with its own (the codes `held_out_codes` would score)."""
+    out: dict[str, Any] = {}
+    times = []
+    for protocol, fits in (("across seeds", [(split, s) for s in range(seeds)]),
+                           ("across resampled training sets", [(split.subsample(share, 100 + r), 0)
+                                                               for r in range(resamples)])):  # fmt: skip
+        codes = []
+        for data, seed in fits:
+            began = time.perf_counter()
+            fitted = held_out_codes(method, data, seed, **options)
+            times.append(time.perf_counter() - began)
+            codes.append(fitted.get("codes + stage", fitted["codes"]))
+        out[protocol] = float(off_diagonal(cross_seed_mcc(codes)).mean())
+    out["seconds per fit"] = float(np.median(times))
+    return out

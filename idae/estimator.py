@@ -54,6 +54,7 @@ class Config:
     noise: float = 0.0  # corruption sd of the encoder's input, in units of each gene's sd
     decoder_noise: float = 0.0
     reconstruction_weight: float = 1.0  # of the reconstruction term ("infonce" and "dsm")
+    contrastive_weight: float = 0.0  # "ivae": weight of the InfoNCE term added to the negative ELBO
     detach_decoder: bool = False  # "infonce" / "dsm": the reconstruction term does not train the encoder
     max_epochs: int = 1000
     batch_size: int = 256
@@ -110,8 +111,8 @@ class Config:
                 raise IdaeError(f"{name} must be positive, got {getattr(self, name)!r}")
         if self.objective == "dsm" and not finite_number("noise") > 0:
             raise IdaeError(f"objective 'dsm' needs a positive noise (its corruption), got {self.noise!r}")
-        for name in ("noise", "decoder_noise", "reconstruction_weight", "weight_decay", "val_fraction",
-                     "missing_weight"):
+        for name in ("noise", "decoder_noise", "reconstruction_weight", "contrastive_weight", "weight_decay",
+                     "val_fraction", "missing_weight"):
             if not finite_number(name) >= 0:
                 raise IdaeError(f"{name} must be non-negative, got {getattr(self, name)!r}")
         for name in ("noise", "decoder_noise"):  # in gene sds; beyond this the corruption is all there is
@@ -276,7 +277,8 @@ class IDAE:
         self.history = train(
             self.net, x_train, design_train, w_train, x_val, y_val, w_val,
             objective=c.objective, noise=c.noise, reconstruction_weight=c.reconstruction_weight,
-            max_epochs=c.max_epochs, batch_size=c.batch_size, learning_rate=c.learning_rate,
+            contrastive_weight=c.contrastive_weight, max_epochs=c.max_epochs, batch_size=c.batch_size,
+            learning_rate=c.learning_rate,
             weight_decay=c.weight_decay, warmup_epochs=c.warmup_epochs, patience=c.patience,
             clip_norm=c.clip_norm, detach_decoder=c.detach_decoder, progress=c.progress, checkpoint=checkpoint,
             checkpoint_every=None if every is None else int(every), fingerprint=run, rng=rng,

@@ -1,6 +1,6 @@
 """Synthetic data with a known ground truth: latent sources, invertible mixing and true counterfactuals.
 
-Two generators, both returning pandas tables indexed by patient ID:
+Three generators, each returning pandas tables indexed by patient ID:
 
 - `make_cohort`: a breast-cancer-like cohort. Clinical covariates (ER, grade, node, age) modulate the mean
   and the variance of d conditionally independent Gaussian sources, which an invertible LeakyReLU MLP mixes
@@ -8,6 +8,9 @@ Two generators, both returning pandas tables indexed by patient ID:
 - `make_segments`: the nonstationary simulation of ICE-BeeM (Khemakhem et al., NeurIPS 2020, Section 5.1),
   itself after the TCL setting of Hyvärinen & Morioka (NeurIPS 2016), with an IMCA variant whose sources are
   dependent within a segment.
+- `make_semisynthetic`: real expression with an added binary clinical column whose effect on a sparse set of
+  genes has a shared part and a part that depends on each patient's own expression state; the true change of
+  every patient is known.
 
 Model (ICE-BeeM Theorem 1 / iVAE): p(s | y) = prod_j N(s_j; mu_j(y), sigma_j(y)^2), x = f(s) (+ noise), f injective.
 Identifiability needs the natural parameters (mu / sigma^2, -1 / 2 sigma^2) to vary across conditions y.
@@ -468,3 +471,103 @@ def make_segments(
         base_covariance=base,
         layers=layers,
     )
+
+
+# --------------------------------------------------------------------------------------------------
+# semi-synthetic: real expression with an added clinical column of known per-patient effect
+
+
+@dataclasses.dataclass
+class SemiSynthetic:
+    """Real profiles with an added binary clinical column whose effect on each patient is known.
+
+    clinical (n, k + 1): the real table plus `column` ("neg" / "pos", categorical); genomic (n, p): the real
+    profiles with each "pos" patient's effect added; effect (n, p): every patient's true change from "neg" to
+    "pos" (zero outside `genes`), in the units of the input profiles; state (n,): the patient's own expression
+    state (standardised score on a random direction of the leading principal components) the effect depends on.
+    """
+
+    clinical: pd.DataFrame
+    genomic: pd.DataFrame
+    effect: pd.DataFrame
+    state: pd.Series
+    genes: pd.Index
+    column: str
+
+    def true_change(self, to: str) -> pd.DataFrame:
+        """(n, p) true change of setting `column` to `to` for every patient: the effect for a "neg" patient sent
+        to "pos", minus it for a "pos" patient sent to "neg", zero for a patient already at `to`."""
+        if to not in ("neg", "pos"):
+            raise IdaeError(f"to must be 'neg' or 'pos', got {to!r}")
+        now = self.clinical[self.column].astype(str).to_numpy()
+        sign = np.where(now == to, 0.0, 1.0 if to == "pos" else -1.0)
+        return self.effect * sign[:, None]
+
+
+def make_semisynthetic(
+    genomic: pd.DataFrame,
+    clinical: pd.DataFrame,
+    sparsity: float = 0.05,
+    effect_size: float = 1.0,
+    interaction: float = 1.0,
+    prevalence: float = 0.5,
+    state_components: int = 3,
+    column: str = "hidden",
+    seed: int = 0,
+) -> SemiSynthetic:
+    """Add a binary column to real data: "pos" with probability `prevalence`, independently of everything else,
+    and a known effect on a random `sparsity` share of the genes.
+
+    For patient i and affected gene g the change from "neg" to "pos" is a_g + b_g s_i: a shared part a_g of size
+    `effect_size` × U(0.5, 1.5) with a random sign, and a part b_g s_i that depends on the patient's own state
+    s_i (a standardised score on a random direction of the leading `state_components` principal components of the
+    input profiles), |b_g| = `interaction` × |a_g| with a random sign. Profiles are used as given (standardised
+    genes make `effect_size` a number of gene sds); they must be complete.
+    """
+    sparsity = _check_float("sparsity", sparsity, 0.0, 1.0)
+    effect_size = _check_float("effect_size", effect_size, 0.0, math.inf)
+    interaction = _check_float("interaction", interaction, 0.0, math.inf)
+    prevalence = _check_float("prevalence", prevalence, 0.0, 1.0)
+    seed = _check_int("seed", seed, 0)
+    if not isinstance(genomic, pd.DataFrame) or not isinstance(clinical, pd.DataFrame):
+        raise IdaeError("genomic and clinical must be pandas DataFrames (patients as rows)")
+    state_components = _check_int("state_components", state_components, 1)
+    if state_components > min(genomic.shape) - 1:
+        raise IdaeError(f"state_components must be below min(patients, genes) = {min(genomic.shape)}, "
+                        f"got {state_components}")  # fmt: skip
+    if column in clinical.columns:
+        raise IdaeError(f"column {column!r} is already a clinical column; choose another name")
+    missing = genomic.index.difference(clinical.index)
+    if len(missing):
+        raise IdaeError(f"genomic patients without a clinical row: {list(missing[:5])} ({len(missing)} in all)")
+    x = genomic.to_numpy(dtype=float)
+    bad = ~np.isfinite(x)
+    if bad.any():
+        row, col = np.argwhere(bad)[0]
+        raise IdaeError(f"genomic must be complete: {int(bad.sum())} missing or non-finite cells, the first at "
+                        f"patient {genomic.index[row]!r}, gene {genomic.columns[col]!r}")  # fmt: skip
+    n_affected = round(sparsity * x.shape[1])
+    if n_affected < 1:
+        raise IdaeError(f"sparsity {sparsity} affects no gene of {x.shape[1]}; raise it")
+    rng_state, rng_genes, rng_column = (np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(3))
+
+    centred = x - x.mean(axis=0)
+    left, _, _ = np.linalg.svd(centred, full_matrices=False)
+    direction = rng_state.normal(size=state_components)
+    state = left[:, :state_components] @ (direction / np.linalg.norm(direction))
+    state = (state - state.mean()) / state.std()
+
+    genes = np.sort(rng_genes.choice(x.shape[1], size=n_affected, replace=False))
+    shared = effect_size * rng_genes.uniform(0.5, 1.5, n_affected) * rng_genes.choice([-1.0, 1.0], n_affected)
+    slope = interaction * np.abs(shared) * rng_genes.choice([-1.0, 1.0], n_affected)
+    effect = np.zeros_like(x)
+    effect[:, genes] = shared + state[:, None] * slope
+
+    positive = rng_column.random(len(x)) < prevalence
+    out_clinical = clinical.loc[genomic.index].copy()
+    out_clinical[column] = pd.Categorical(np.where(positive, "pos", "neg"), categories=["neg", "pos"])
+    observed = x + positive[:, None] * effect
+    frame = {"index": genomic.index, "columns": genomic.columns}
+    state_series = pd.Series(state, index=genomic.index, name="state")
+    return SemiSynthetic(out_clinical, pd.DataFrame(observed, **frame), pd.DataFrame(effect, **frame), state_series,
+                         genomic.columns[genes], column)  # fmt: skip

@@ -75,16 +75,19 @@ def lr_factor(epoch: int, warmup: int, total: int) -> float:
 
 def losses(
     net: IDAENet, objective: str, x: torch.Tensor, y: torch.Tensor, w: torch.Tensor, noise: float,
-    reconstruction_weight: float, detach_decoder: bool = False,
+    reconstruction_weight: float, detach_decoder: bool = False, contrastive_weight: float = 0.0,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(objective term, reconstruction term, the loss to minimise) on one batch.
 
-    "ivae": the negative ELBO is the whole loss; it holds the decoder's likelihood, so the reconstruction
-    term (squared error per gene of the decoded posterior draw; of the mean in eval mode) is only reported.
+    "ivae": the negative ELBO, plus `contrastive_weight` × the InfoNCE term of the same Gaussian head (which
+    clinical state goes with each profile); the ELBO holds the decoder's likelihood, so the reconstruction term
+    (squared error per gene of the decoded posterior draw; of the mean in eval mode) is only reported.
     The contrastive objectives add the denoising reconstruction term with `reconstruction_weight`.
     """
     if objective == "ivae":
         main, rec = elbo_loss(net, x, y, w, noise)
+        if contrastive_weight > 0:
+            return main, rec, main + contrastive_weight * infonce_loss(net, x, y, w, noise)
         return main, rec, main
     main = (infonce_loss if objective == "infonce" else dsm_loss)(net, x, y, w, noise)
     rec = reconstruction_loss(net, x, w, noise, detach=detach_decoder)
@@ -103,6 +106,7 @@ def train(
     objective: str,
     noise: float,
     reconstruction_weight: float,
+    contrastive_weight: float = 0.0,
     max_epochs: int,
     batch_size: int,
     learning_rate: float,
@@ -171,7 +175,7 @@ def train(
             # bfloat16 autocast on CUDA (no loss scaling needed); CPU runs stay in float32
             with torch.autocast("cuda", dtype=torch.bfloat16, enabled=x_train.device.type == "cuda"):
                 main, rec, loss = losses(net, objective, x_train[idx], y_train[idx], w_train[idx], noise,
-                                         reconstruction_weight, detach_decoder)
+                                         reconstruction_weight, detach_decoder, contrastive_weight)
             loss = loss.float()
             what = "loss" if not torch.isfinite(loss) else ""
             if not what:
@@ -196,7 +200,8 @@ def train(
         if x_val is None:
             best_state, history.best_epoch = copy.deepcopy(net.state_dict()), epoch
         else:
-            val_main, val_rec, total = evaluate(net, objective, x_val, y_val, w_val, noise, reconstruction_weight)
+            val_main, val_rec, total = evaluate(net, objective, x_val, y_val, w_val, noise, reconstruction_weight,
+                                                contrastive_weight)
             history.val_objective.append(val_main)
             history.val_reconstruction.append(val_rec)
             improved = math.isfinite(total) and (not math.isfinite(best) or total < best - 1e-4 * abs(best))
@@ -234,7 +239,7 @@ def train(
 
 def evaluate(
     net: IDAENet, objective: str, x: torch.Tensor, y: torch.Tensor, w: torch.Tensor, noise: float,
-    reconstruction_weight: float,
+    reconstruction_weight: float, contrastive_weight: float = 0.0,
 ) -> tuple[float, float, float]:
     """Validation (objective, reconstruction, loss) with a fixed corruption draw, so epochs are compared on
     the same noise."""
@@ -242,7 +247,8 @@ def evaluate(
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(12345)
         with torch.set_grad_enabled(objective == "dsm"):
-            main, rec, total = losses(net, objective, x, y, w, noise, reconstruction_weight)
+            main, rec, total = losses(net, objective, x, y, w, noise, reconstruction_weight,
+                                      contrastive_weight=contrastive_weight)
     return main.item(), rec.item(), total.item()
 
 

@@ -1,13 +1,19 @@
 """The identifiability ablation: every design change, one at a time from the default, on the same splits and
 seeds, beside the baselines given the same linear stage. Too long for the report's time budget (about an
-hour on 2 cores), so it runs as `make sweep` and writes its table for notebook 04 to show:
+hour on 2 cores), so it runs as `make sweep` and writes its tables for notebook 04 to show:
 
     data/identifiability_sweep.csv    one row per (setting, variant, seed): strong / weak MCC, stage, seconds
-    data/identifiability_sweep.json   the command, seeds, package versions, thread count and git commit
+    data/identifiability_real.csv     with --real: stability of REAL_VARIANTS on the processed cohort (notebook 01)
+    data/identifiability_*.json       beside each table: the command, seeds, versions, thread count and git commit
 
 Notebook 04 re-measures the default and the strongest alternative in its own run.
 
-    python scripts/identifiability_sweep.py [--seeds 5] [--out data] [--only NAME ...] [--segments]
+    python scripts/identifiability_sweep.py [--seeds 5] [--out data] [--only NAME ...] [--segments] [--real]
+                                            [--no-cohort] [--update]
+
+With --update, the rows of the variants run replace theirs in the existing tables and the others are kept; the
+provenance file then lists each update (command, commit, date, variants) under "updates". `make sweep` runs
+everything afresh.
 """
 
 from __future__ import annotations
@@ -27,7 +33,17 @@ import sklearn
 import torch
 from tqdm import tqdm
 
-from idae.benchmarks import SEGMENT_VARIANTS, VARIANTS, cohort_split, score_method, segments_split
+from idae.benchmarks import (
+    REAL_VARIANTS,
+    SEGMENT_VARIANTS,
+    VARIANTS,
+    cohort_split,
+    processed_split,
+    score_method,
+    segments_split,
+    stability,
+)
+from idae.data import read_processed
 
 
 def provenance(argv: list[str], seeds: list[int]) -> dict:
@@ -58,6 +74,35 @@ def provenance(argv: list[str], seeds: list[int]) -> dict:
     }  # fmt: skip
 
 
+def write_table(table: pd.DataFrame, out: Path, name: str, argv: list[str], seeds: list[int], keys: list[str],
+                update: bool) -> pd.DataFrame:  # fmt: skip
+    """Write `out/name.csv` (swapped in whole) and its provenance `out/name.json`; return the table written.
+
+    `update`: replace only the rows whose `keys` values this run produced and keep the others, recording this run
+    under the provenance's "updates" (the rest of the provenance stays that of the run that wrote the table)."""
+    out.mkdir(parents=True, exist_ok=True)
+    csv, meta = out / f"{name}.csv", out / f"{name}.json"
+    record = provenance(argv, seeds)
+    if update and csv.exists() and meta.exists():
+        old = pd.read_csv(csv)
+        ran = set(map(tuple, table[keys].to_numpy().tolist()))
+        kept = old[[tuple(row) not in ran for row in old[keys].to_numpy().tolist()]]
+        table = pd.concat([kept, table], ignore_index=True)
+        previous = json.loads(meta.read_text())
+        run = {k: record[k] for k in ("command", "git commit", "date", "torch", "threads")}
+        run["variants"] = sorted(set(map(str, table.loc[len(kept):, "variant"])))
+        record = {**previous, "variants": {**previous.get("variants", {}), **record["variants"]},
+                  "updates": [*previous.get("updates", []), run]}  # fmt: skip
+    rank = {v: i for i, v in enumerate(VARIANTS)}  # rows in the order of VARIANTS, whatever run wrote them
+    table = table.sort_values(keys, key=lambda c: c.map(rank) if c.name == "variant" else c.map(
+        {v: i for i, v in enumerate(dict.fromkeys(c))}), kind="stable", ignore_index=True)  # fmt: skip
+    tmp = out / f".{name}.csv.tmp"
+    table.to_csv(tmp, index=False)
+    os.replace(tmp, csv)
+    meta.write_text(json.dumps(record, indent=1) + "\n")
+    return table
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -65,13 +110,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", default="data")
     parser.add_argument("--only", nargs="*", help="run these variants only (names as in VARIANTS)")
     parser.add_argument("--segments", action="store_true", help="also the segment simulation (slow)")
+    parser.add_argument("--real", action="store_true", help="also stability on the processed cohort (data/processed)")
+    parser.add_argument("--no-cohort", action="store_true", help="skip the synthetic cohort")
+    parser.add_argument("--update", action="store_true", help="replace only the rows of the variants run")
     args = parser.parse_args(argv)
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "2")))
     seeds = list(range(args.seeds))
     names = args.only or list(VARIANTS)
-    jobs = [("cohort", name, seed) for seed in seeds for name in names]
+    unknown = [n for n in names if n not in VARIANTS]
+    if unknown:
+        parser.error(f"unknown variants {unknown}; choose from {list(VARIANTS)}")
+    jobs = [] if args.no_cohort else [("cohort", name, seed) for seed in seeds for name in names]
     if args.segments:
         jobs += [("segments", name, seed) for seed in seeds for name in names if name in SEGMENT_VARIANTS]
+    out = Path(args.out)
     rows = []
     splits: dict[tuple[str, int], object] = {}
     for setting, name, seed in tqdm(jobs, desc="identifiability sweep"):
@@ -82,15 +134,20 @@ def main(argv: list[str] | None = None) -> int:
             options = {**options, "max_epochs": 150}  # 16,000 observations: 150 epochs are 9,000 steps
         row = score_method(method, splits[(setting, seed)], seed, **options)
         rows.append({"setting": setting, "variant": name, "changes": what, "seed": seed, **row})
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    table = pd.DataFrame(rows)
-    tmp = out / ".identifiability_sweep.csv.tmp"
-    table.to_csv(tmp, index=False)
-    os.replace(tmp, out / "identifiability_sweep.csv")
-    (out / "identifiability_sweep.json").write_text(json.dumps(provenance(argv, seeds), indent=1) + "\n")
-    summary = table.groupby(["setting", "variant"], sort=False)[["strong MCC", "weak MCC", "strong MCC + stage"]]
-    print(summary.median().round(3).to_string())
+    if rows:
+        table = write_table(pd.DataFrame(rows), out, "identifiability_sweep", argv, seeds,
+                            ["setting", "variant", "seed"], args.update)  # fmt: skip
+        summary = table.groupby(["setting", "variant"], sort=False)[["strong MCC", "weak MCC", "strong MCC + stage"]]
+        print(summary.median().round(3).to_string())
+    if args.real:
+        real = processed_split(read_processed(out / "processed"), latent_dim=6)
+        real_rows = []
+        for name in tqdm([n for n in names if n in REAL_VARIANTS], desc="stability on the real cohort"):
+            method, options, what = VARIANTS[name]
+            real_rows.append({"variant": name, "changes": what, "held-out patients": len(real.genomic_test),
+                              **stability(method, real, seeds=args.seeds, resamples=args.seeds, **options)})
+        table = write_table(pd.DataFrame(real_rows), out, "identifiability_real", argv, seeds, ["variant"], args.update)
+        print(table.round(3).to_string())
     return 0
 
 

@@ -7,7 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from idae import benchmarks
-from idae.data import ClinicalDesign
+from idae.data import ClinicalDesign, Prepared
 from idae.errors import IdaeError
 
 
@@ -78,3 +78,20 @@ def test_design_sampler_draws_what_transform_draws(n, share, seed):
     reference = np.random.default_rng(seed + 1)
     for _ in range(2):
         np.testing.assert_array_equal(draw(), design.transform(clinical, reference))
+
+
+def test_processed_split_fits_on_training_and_scores_every_other_patient(small_split):
+    genomic = pd.concat([small_split.genomic_train, small_split.genomic_test])
+    clinical = pd.concat([small_split.clinical_train, small_split.clinical_train.iloc[:100].set_axis(
+        small_split.genomic_test.index)])  # fmt: skip
+    split = pd.Series(["train"] * 200 + ["validation"] * 40 + ["test"] * 60, index=genomic.index)
+    real = benchmarks.processed_split(Prepared(clinical, genomic, split, {}), latent_dim=3)
+    assert real.genomic_train.index.equals(genomic.index[:200]) and real.genomic_test.index.equals(genomic.index[200:])
+    assert real.validation[0].index.equals(genomic.index[200:240]) and real.sources_test is None
+
+
+def test_stability_scores_fits_against_each_other(small_split):
+    out = benchmarks.stability("pca", small_split, seeds=2, resamples=3)
+    assert set(out) == {"across seeds", "across resampled training sets", "seconds per fit"}
+    assert 0 < out["across resampled training sets"] <= 1 and 0 < out["across seeds"] <= 1 + 1e-9
+    assert set(benchmarks.REAL_VARIANTS) <= set(benchmarks.VARIANTS)
