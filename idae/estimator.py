@@ -54,7 +54,7 @@ class Config:
     noise: float = 0.0  # corruption sd of the encoder's input, in units of each gene's sd
     decoder_noise: float = 0.0
     reconstruction_weight: float = 1.0  # of the reconstruction term ("infonce" and "dsm")
-    contrastive_weight: float = 0.0  # "ivae": weight of the InfoNCE term added to the negative ELBO
+    contrastive_weight: float = 50.0  # "ivae": weight of the InfoNCE term beside the ELBO (both nats per patient)
     detach_decoder: bool = False  # "infonce" / "dsm": the reconstruction term does not train the encoder
     max_epochs: int = 1000
     batch_size: int = 256

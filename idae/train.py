@@ -79,15 +79,18 @@ def losses(
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(objective term, reconstruction term, the loss to minimise) on one batch.
 
-    "ivae": the negative ELBO, plus `contrastive_weight` × the InfoNCE term of the same Gaussian head (which
-    clinical state goes with each profile); the ELBO holds the decoder's likelihood, so the reconstruction term
-    (squared error per gene of the decoded posterior draw; of the mean in eval mode) is only reported.
+    "ivae": the negative ELBO plus `contrastive_weight` × the InfoNCE term of the same Gaussian head (which
+    clinical state goes with each profile), both in nats per patient and divided by the gene count: the ELBO
+    grows with the panel and the InfoNCE term (at most log batch size) does not, so the weight means the same
+    whatever the panel's size and the term matters most where the likelihood carries least (few dimensions).
+    The ELBO holds the decoder's likelihood, so the reconstruction term (squared error per gene of the decoded
+    posterior draw; of the mean in eval mode) is only reported.
     The contrastive objectives add the denoising reconstruction term with `reconstruction_weight`.
     """
     if objective == "ivae":
         main, rec = elbo_loss(net, x, y, w, noise)
         if contrastive_weight > 0:
-            return main, rec, main + contrastive_weight * infonce_loss(net, x, y, w, noise)
+            return main, rec, main + contrastive_weight * infonce_loss(net, x, y, w, noise) / x.shape[1]
         return main, rec, main
     main = (infonce_loss if objective == "infonce" else dsm_loss)(net, x, y, w, noise)
     rec = reconstruction_loss(net, x, w, noise, detach=detach_decoder)
