@@ -250,8 +250,7 @@ def evaluate(
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(12345)
         with torch.set_grad_enabled(objective == "dsm"):
-            main, rec, total = losses(net, objective, x, y, w, noise, reconstruction_weight,
-                                      contrastive_weight=contrastive_weight)
+            main, rec, total = losses(net, objective, x, y, w, noise, reconstruction_weight, False, contrastive_weight)
     return main.item(), rec.item(), total.item()
 
 
