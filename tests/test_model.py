@@ -267,6 +267,21 @@ def test_elbo_is_deterministic_in_eval_mode_and_bounds_by_its_terms(batch):
     assert elbo_loss(net, x + 1.0, y, w, 0.0)[0] > elbo_loss(net, x, y, w, 0.0)[0]
 
 
+def test_the_infonce_term_joins_the_elbo_in_nats_per_patient(batch):
+    """"ivae" with contrastive_weight w: -ELBO/genes + w * InfoNCE/genes; the reported terms stay the ELBO's."""
+    from idae.train import losses
+
+    x, y = batch
+    net = small_net()
+    w = torch.ones(N)
+    bound, error = elbo_loss(net, x, y, w, 0.0)
+    nce = infonce_loss(net, x, y, w, 0.0)
+    main, rec, total = losses(net, "ivae", x, y, w, 0.0, 1.0, False, 7.0)
+    torch.testing.assert_close((main, rec), (bound, error))
+    torch.testing.assert_close(total, bound + 7.0 * nce / GENES)
+    torch.testing.assert_close(losses(net, "ivae", x, y, w, 0.0, 1.0, False, 0.0)[2], bound)
+
+
 def test_detached_reconstruction_leaves_the_encoder_alone(batch):
     x, _ = batch
     net = small_net().train()
