@@ -32,12 +32,13 @@ from idae.data import (
     to_float32,
 )
 from idae.errors import IdaeError
-from idae.invert import _ridge, apply_changes
+from idae.invert import _ridge, apply_changes, contrast_columns, fit_direct_path, least_squares, shrink
 from idae.model import mlp
 from idae.train import seed_everything
 
 LATENT_METHODS = ("raw", "pca", "ica", "dae", "cebra")
-INVERSION_METHODS = ("no_change", "group_shift", "collapse", "linear")
+INVERSION_METHODS = ("no_change", "group_shift", "group_shift_shrunk", "collapse", "linear", "linear_shrunk",
+                     "linear_state", "nearest_neighbours")
 
 # every option each latent method takes through fit_latent(**options), with its default
 LATENT_OPTIONS: dict[str, dict[str, Any]] = {
@@ -456,7 +457,128 @@ class Linear(InversionBaseline):
         return x + delta @ self.coef
 
 
-_INVERSION = {"no_change": NoChange, "group_shift": GroupShift, "collapse": Collapse, "linear": Linear}
+class GroupShiftShrunk(InversionBaseline):
+    """`group_shift` with each gene's difference of group means shrunk by empirical Bayes across genes
+    (`idae.invert.shrink`; its standard error from the two groups' variances), so that genes whose difference
+    is within its noise do not move. Numeric changes as in `group_shift`."""
+
+    method = "group_shift_shrunk"
+
+    def _predict(self, x, old, new, changed):
+        cat, num = self._split(changed)
+        out = x + self._numeric_shift(old, new, num)
+        if not cat:
+            return out
+        train = pd.DataFrame({c: _levels(self.clinical[c]) for c in cat}, index=self.clinical.index).dropna()
+        groups = {k if isinstance(k, tuple) else (k,): block.to_numpy()
+                  for k, block in self.x.loc[train.index].groupby([train[c] for c in cat], observed=True)}  # fmt: skip
+        keys = [pd.DataFrame({c: _levels(t[c]) for c in cat}, index=t.index) for t in (old, new)]
+        shifts: dict[tuple, np.ndarray] = {}
+        plain = self._group_means(new, cat) - self._group_means(old, cat)
+        for i, (a, b) in enumerate(zip(*(k.itertuples(index=False, name=None) for k in keys), strict=True)):
+            if a == b or a not in groups or b not in groups or len(groups[a]) < 2 or len(groups[b]) < 2:
+                out[i] += plain[i]  # a missing value or a group too small for a standard error: unshrunk
+                continue
+            if (a, b) not in shifts:
+                ga, gb = groups[a], groups[b]
+                se = np.sqrt(ga.var(axis=0, ddof=1) / len(ga) + gb.var(axis=0, ddof=1) / len(gb))
+                shifts[(a, b)] = shrink(gb.mean(axis=0) - ga.mean(axis=0), se)
+            out[i] += shifts[(a, b)]
+        return out
+
+
+class LinearShrunk(Linear):
+    """`linear` by least squares with each design column's per-gene effects shrunk by empirical Bayes across
+    genes (`idae.invert.fit_direct_path`, the same estimator as idae's direct path, here on the genes)."""
+
+    method = "linear_shrunk"
+
+    def fit(self, genomic: pd.DataFrame, clinical: pd.DataFrame) -> LinearShrunk:
+        InversionBaseline.fit(self, genomic, clinical)
+        design = self.design.transform(self.clinical).astype(float)
+        self.coef = fit_direct_path(design, self.x.to_numpy(), contrast_columns(self.design))
+        return self
+
+
+class LinearState(InversionBaseline):
+    """Per-gene regression on the design and on design × patient state, x' = x + ΔD B + Σ_j ΔD_j (s C_j), where
+    the state s is the patient's first `components` whitened principal components (PCA of the training
+    genes). B from `linear_shrunk`; C_j (components, p) from least squares of the genes on [D, s, D_j·s], one
+    design column j at a time, each coefficient shrunk by empirical Bayes across genes."""
+
+    method = "linear_state"
+
+    def __init__(self, components: int = 6):
+        self.components = components
+
+    def fit(self, genomic: pd.DataFrame, clinical: pd.DataFrame) -> LinearState:
+        super().fit(genomic, clinical)
+        x = self.x.to_numpy()
+        self.keep = contrast_columns(self.design)
+        design = self.design.transform(self.clinical).astype(float)
+        self.coef = fit_direct_path(design, x, self.keep)
+        k = min(self.components, len(x) - 1, x.shape[1])
+        _, sv, vt = np.linalg.svd(x - self.mean, full_matrices=False)
+        self.loadings = vt[:k].T / sv[:k] * np.sqrt(len(x))
+        state = self.state(x)
+        d = design[:, self.keep]
+        self.state_coef = np.zeros((len(self.keep), k, x.shape[1]))
+        for j in range(d.shape[1]):
+            _, coef, se = least_squares(np.column_stack([d, state, d[:, j:j + 1] * state]), x)
+            self.state_coef[j] = np.vstack([shrink(c, s) for c, s in zip(coef[-k:], se[-k:], strict=True)])
+        return self
+
+    def state(self, x: np.ndarray) -> np.ndarray:
+        return (x - self.mean) @ self.loadings
+
+    def _predict(self, x, old, new, changed):
+        moved = self.design.transform(new).astype(float) - self.design.transform(old).astype(float)
+        interaction = np.einsum("nj,nk,jkp->np", moved[:, self.keep], self.state(x), self.state_coef)
+        return x + moved @ self.coef + interaction
+
+
+class NearestNeighbours(InversionBaseline):
+    """x' = the mean profile of the `k` training patients of the target group (the level combination of the
+    changed categorical columns) nearest to the patient in the space of the first `components` whitened
+    principal components. Categorical changes only."""
+
+    method = "nearest_neighbours"
+
+    def __init__(self, k: int = 5, components: int = 6):
+        self.k, self.components = k, components
+
+    def fit(self, genomic: pd.DataFrame, clinical: pd.DataFrame) -> NearestNeighbours:
+        super().fit(genomic, clinical)
+        x = self.x.to_numpy()
+        k = min(self.components, len(x) - 1, x.shape[1])
+        _, sv, vt = np.linalg.svd(x - self.mean, full_matrices=False)
+        self.loadings = vt[:k].T / sv[:k] * np.sqrt(len(x))
+        return self
+
+    def _predict(self, x, old, new, changed):
+        cat, num = self._split(changed)
+        if num:
+            raise IdaeError(f"nearest_neighbours matches on categorical columns only; cannot change numeric {num}")
+        train = pd.DataFrame({c: _levels(self.clinical[c]) for c in cat}, index=self.clinical.index)
+        train_codes = (self.x.to_numpy() - self.mean) @ self.loadings
+        codes = (x - self.mean) @ self.loadings
+        target = pd.DataFrame({c: _levels(new[c]) for c in cat}, index=new.index)
+        out = x.copy()
+        for i, key in enumerate(target.itertuples(index=False, name=None)):
+            if any(pd.isna(v) for v in key):
+                continue  # no target group: the patient is left as they are
+            pool = np.flatnonzero((train == pd.Series(key, index=cat)).all(axis=1).to_numpy())
+            if not len(pool):
+                combo = ", ".join(f"{c}={v}" for c, v in zip(cat, key, strict=True))
+                raise IdaeError(f"no training patient has {combo}: nothing to match to")
+            nearest = pool[np.argsort(((train_codes[pool] - codes[i]) ** 2).sum(axis=1))[: self.k]]
+            out[i] = self.x.to_numpy()[nearest].mean(axis=0)
+        return out
+
+
+_INVERSION = {"no_change": NoChange, "group_shift": GroupShift, "group_shift_shrunk": GroupShiftShrunk,
+              "collapse": Collapse, "linear": Linear, "linear_shrunk": LinearShrunk, "linear_state": LinearState,
+              "nearest_neighbours": NearestNeighbours}  # fmt: skip
 
 
 def fit_inversion(method: str, genomic: pd.DataFrame, clinical: pd.DataFrame) -> InversionBaseline:

@@ -8,7 +8,6 @@ contract of `IDAE.invert`: an `Ensemble` of fitted models and the baselines of `
 
 from __future__ import annotations
 
-import copy
 import re
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -21,7 +20,7 @@ import seaborn as sns
 from idae import metrics
 from idae.errors import IdaeError
 from idae.estimator import IDAE
-from idae.invert import METHODS, apply_changes, fit_latent_model, regressors
+from idae.invert import apply_changes
 
 Predict = Callable[[pd.DataFrame, pd.DataFrame, Any], pd.DataFrame]
 Z90 = 1.6448536269514722  # standard-normal 95% quantile: mean ± Z90·sd is a 90% interval
@@ -29,25 +28,6 @@ Z90 = 1.6448536269514722  # standard-normal 95% quantile: mean ± Z90·sd is a 9
 
 # --------------------------------------------------------------------------------------------------
 # ensembles
-
-
-def with_inversion(model: IDAE, genomic: pd.DataFrame, clinical: pd.DataFrame, method: str) -> IDAE:
-    """A copy of a fitted model whose latent model is refitted with inversion `method` ("design"/"energy").
-
-    The inversion method only enters after training (`IDAE.fit` fits the latent model on the final
-    encoder), so refitting it on the same training patients gives exactly the model that
-    `IDAE(..., inversion=method).fit(...)` would have trained, without training again. Pass the
-    patients the model was trained on (not its validation set).
-    """
-    if method not in METHODS:
-        raise IdaeError(f"method must be one of {METHODS}, got {method!r}")
-    model._check_fitted()
-    genomic = model._genomic(genomic, fitted=True)
-    clinical = model._clinical(clinical, genomic.index)
-    out = copy.deepcopy(model)
-    out.config.inversion = method
-    out.latent_model = fit_latent_model(out.encode(genomic), regressors(out, clinical, method), method)
-    return out
 
 
 class Ensemble:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import hashlib
 import io
@@ -22,13 +23,23 @@ import torch
 from idae import unmixing
 from idae.data import ClinicalDesign, Standardizer, check_clinical, check_genomic, to_float32
 from idae.errors import IdaeError, IdentifiabilityWarning
-from idae.invert import METHODS, LatentModel, counterfactual, fit_latent_model, refuse_overflow, regressors
+from idae.invert import (
+    METHODS,
+    LatentModel,
+    contrast_columns,
+    counterfactual,
+    fit_direct_path,
+    fit_latent_model,
+    refuse_overflow,
+    regressors,
+)
 from idae.metrics import ConditionReport, condition_check
 from idae.model import AUGMENTATIONS, HEADS, IDAENet
 from idae.train import OBJECTIVES, History, checkpoint_path, fingerprint, resolve_device, seed_everything, train
 
 WEIGHTS, CONFIG = "weights.pt", "config.json"
-FORMAT_VERSION = 3  # 2: config.json records the SHA-256 of weights.pt; 3: projection, heads, linear stage
+FORMAT_VERSION = 4  # 2: config.json records the SHA-256 of weights.pt; 3: projection, heads, linear stage;
+# 4: the inversion's direct path and shrunk latent model
 
 
 def statistics_per_factor(head: str, linear_stage: bool, augmentation: tuple[str, ...] | list[str]) -> int:
@@ -66,6 +77,8 @@ class Config:
     val_fraction: float = 0.15
     missing_weight: float = 0.5  # a patient with every clinical cell missing counts 1 - this
     inversion: str = "design"  # regressors of the factors' clinical model: "design" or "energy"
+    inversion_shrinkage: bool = True  # empirical-Bayes shrinkage of that model's coefficients (idae.invert)
+    direct_path: bool = True  # inversion also moves genes by the clinical effects the factors do not carry
     device: str = "auto"
     seed: int = 0
     progress: bool = True
@@ -81,7 +94,8 @@ class Config:
         value = self.components_per_factor
         if isinstance(value, bool) or not isinstance(value, int) or value < 0:
             raise IdaeError(f"components_per_factor must be a non-negative integer, got {value!r}")
-        for name in ("spectral_norm", "linear_stage", "detach_decoder", "progress"):
+        for name in ("spectral_norm", "linear_stage", "detach_decoder", "progress", "inversion_shrinkage",
+                     "direct_path"):
             if not isinstance(getattr(self, name), bool):
                 raise IdaeError(f"{name} must be True or False, got {getattr(self, name)!r}")
         if self.objective not in OBJECTIVES:
@@ -295,10 +309,44 @@ class IDAE:
         self.condition = self.condition_report(clinical)
         if self.condition.warning:
             warnings.warn(f"IDAE.fit: {self.condition.warning}", IdentifiabilityWarning, stacklevel=2)
-        self.latent_model = fit_latent_model(
-            self.encode(genomic), regressors(self, clinical, c.inversion), c.inversion
-        )
+        self._fit_inversion(genomic, clinical)
         return self
+
+    @torch.no_grad()
+    def _fit_inversion(self, genomic: pd.DataFrame, clinical: pd.DataFrame) -> None:
+        """Fit what `invert` uses besides the network, on the training patients: the factors' clinical
+        model and (with `direct_path`) the direct path (`idae.invert`)."""
+        c, net = self.config, self.net
+        design = self.design.transform(clinical).astype(float)
+        keep = contrast_columns(self.design)
+        self.latent_model = fit_latent_model(
+            self.encode(genomic), regressors(self, clinical, c.inversion), c.inversion,
+            keep=keep if c.inversion == "design" else None, shrinkage=c.inversion_shrinkage,
+        )  # fmt: skip
+        effect = np.zeros((design.shape[1], len(self.genes)))
+        if c.direct_path:
+            x = self._tensor(genomic)
+            residuals = (x - net.decode(net.encode(x))).double().cpu().numpy()
+            effect = fit_direct_path(design, residuals, keep)
+        net.direct_effect.copy_(torch.as_tensor(effect, dtype=torch.float32))
+
+    def refit_inversion(self, genomic: pd.DataFrame, clinical: pd.DataFrame, **settings: Any) -> IDAE:
+        """A copy of this fitted model with the inversion `settings` changed (`inversion`,
+        `inversion_shrinkage`, `direct_path`) and its inversion refitted on `genomic` (patients × genes) and
+        `clinical`: pass the patients the model was trained on. Inversion is fitted after training, so the
+        copy is the model `fit` would have returned with those settings, without training again."""
+        self._check_fitted()
+        unknown = sorted(set(settings) - {"inversion", "inversion_shrinkage", "direct_path"})
+        if unknown:
+            raise IdaeError(f"refit_inversion changes inversion settings only, not {unknown}")
+        config = dataclasses.replace(self.config, **settings)
+        config.check()
+        genomic = self._genomic(genomic, fitted=True)
+        clinical = self._clinical(clinical, genomic.index, self.design.columns)
+        out = copy.deepcopy(self)
+        out.config = config
+        out._fit_inversion(genomic, clinical)
+        return out
 
     def build_network(self, n_genes: int, n_design: int) -> IDAENet:
         """The untrained network this configuration describes, for `n_genes` genes and a design of width `n_design`."""

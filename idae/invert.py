@@ -7,12 +7,18 @@ that patient, and the counterfactual keeps u:
 
     z' = μ(y') + σ(y') · (z - μ(y)) / σ(y)
 
-μ and log σ² are fitted per factor on the training patients by ridge regression on the regressors
-given by `method`: "design" (the clinical design matrix) or "energy" (the natural parameters λ(y)).
-The decoder then maps the move to genes, added to the patient's own profile so that whatever the
-decoder does not explain (the patient's residual) is preserved:
+μ and log σ² are linear in the regressors given by `method`: "design" (the clinical design matrix) or
+"energy" (the natural parameters λ(y)), fitted per factor on the training patients. With `shrinkage`
+their least-squares coefficients are shrunk by empirical Bayes (`shrink`), so a clinical column that
+does not move the factors does not move the prediction: with a hundred patients the unshrunk
+coefficients of such a column are noise, which the decoder spreads over every gene.
 
-    x' = x + h(z') - h(z)
+The decoder maps the move to genes; a direct path adds what the factors do not carry: the per-gene
+least-squares effect of the clinical design on the decoder's training residuals, shrunk the same way
+(`fit_direct_path`). Both are added to the patient's own profile, so whatever neither explains (the
+patient's residual) is preserved:
+
+    x' = x + h(z') - h(z) + (D(y') - D(y)) B
 """
 
 from __future__ import annotations
@@ -29,6 +35,7 @@ from idae.data import check_table
 from idae.errors import IdaeError
 
 if TYPE_CHECKING:
+    from idae.data import ClinicalDesign
     from idae.estimator import IDAE
 
 METHODS = ("design", "energy")
@@ -59,13 +66,100 @@ def _ridge(r: np.ndarray, target: np.ndarray, alpha: float) -> np.ndarray:
     return np.vstack([mu_t - mu_r @ coef, coef])
 
 
-def fit_latent_model(z: np.ndarray, regressors: np.ndarray, method: str, alpha: float = 1e-2) -> LatentModel:
-    """Fit μ(y) and log σ²(y) of the factors on training codes z (n, d) and regressors (n, q)."""
-    mean_coef = _ridge(regressors, z, alpha)
+def shrink(estimate: np.ndarray, se: np.ndarray, components: int = 12, null_weight: float = 10.0,
+           iterations: int = 500) -> np.ndarray:  # fmt: skip
+    """Posterior means of effects (m,) measured with standard errors se (m,), under one prior for all of them:
+    a point mass at zero plus zero-centred normals of `components` widths, its weights fitted by EM on the
+    effects themselves (empirical Bayes, as adaptive shrinkage does: Stephens, Biostatistics 2017).
+    `null_weight` is a Dirichlet pseudo-count on the point mass, which keeps the prior from overfitting a
+    few effects. Large effects are kept, effects within their noise go to zero."""
+    est = np.asarray(estimate, dtype=float)
+    se = np.maximum(np.asarray(se, dtype=float), 1e-12)
+    widest = np.sqrt(max(float(np.max(est**2 - se**2)), float(np.min(se)) ** 2))
+    sds = np.concatenate([[0.0], np.geomspace(np.min(se) / 10, 2 * widest, components)])
+    var = se[:, None] ** 2 + sds**2
+    loglik = -0.5 * (est[:, None] ** 2 / var + np.log(var))
+    lik = np.exp(loglik - loglik.max(axis=1, keepdims=True))
+    weights = np.full(len(sds), 1.0 / len(sds))
+    for _ in range(iterations):  # EM on the mixture weights, in matrix-vector products
+        counts = weights * (lik.T @ (1.0 / (lik @ weights)))
+        counts[0] += null_weight - 1
+        new = counts / counts.sum()
+        done = np.max(np.abs(new - weights)) < 1e-8
+        weights = new
+        if done:
+            break
+    resp = weights * lik
+    resp /= resp.sum(axis=1, keepdims=True)
+    return (resp * sds**2 / (sds**2 + se[:, None] ** 2)).sum(axis=1) * est
+
+
+def least_squares(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per-column least squares of y (n, m) on [1, x] (n, q): intercept (m,), coefficients (q, m) and their
+    standard errors (q, m). Collinear columns get the minimum-norm solution."""
+    x1 = np.column_stack([np.ones(len(x)), x])
+    gram = np.linalg.pinv(x1.T @ x1)
+    coef = gram @ x1.T @ y
+    dof = max(1, len(x) - np.linalg.matrix_rank(x1))
+    noise_var = ((y - x1 @ coef) ** 2).sum(axis=0) / dof
+    se = np.sqrt(np.outer(np.maximum(np.diag(gram), 0.0), noise_var))
+    return coef[0], coef[1:], se[1:]
+
+
+def contrast_columns(design: ClinicalDesign) -> np.ndarray:
+    """Indices of the design columns a regression keeps: every level but the first of each categorical column
+    (one-hot rows sum to one, so the first level is the intercept's), every numeric column and missing flag."""
+    keep, start = [], 0
+    for col in design.columns:
+        width = len(design.levels[col]) if col in design.levels else 1
+        keep += list(range(start + (col in design.levels), start + width))
+        start += width
+    return np.asarray(keep + list(range(start, start + len(design.columns))), dtype=int)
+
+
+# E[log ε²] = log σ² - 1.27 and var(log ε²) = π²/2 for Gaussian ε: a log-residual fit is a fit of log σ².
+LOG_CHI2_OFFSET, LOG_CHI2_VAR = 1.27, np.pi**2 / 2
+
+
+def fit_latent_model(z: np.ndarray, regressors: np.ndarray, method: str, keep: np.ndarray | None = None,
+                     shrinkage: bool = True, alpha: float = 1e-2) -> LatentModel:  # fmt: skip
+    """Fit μ(y) and log σ²(y) of the factors on training codes z (n, d) and regressors (n, q).
+
+    `shrinkage`: least squares on the regressors `keep` (default all), every coefficient shrunk by empirical
+    Bayes across the factors and regressors (`shrink`); the others get zero. Without it: ridge with `alpha`."""
+    q = regressors.shape[1]
+    if not shrinkage:
+        mean_coef = _ridge(regressors, z, alpha)
+        resid = z - np.column_stack([np.ones(len(z)), regressors]) @ mean_coef
+        logvar_coef = _ridge(regressors, np.log(resid**2 + 1e-8) + LOG_CHI2_OFFSET, alpha * 10)
+        return LatentModel(method, mean_coef.tolist(), logvar_coef.tolist())
+    keep = np.arange(q) if keep is None else keep
+    x = regressors[:, keep]
+
+    def shrunk(target: np.ndarray, se: np.ndarray | None = None) -> np.ndarray:
+        _, coef, se_ls = least_squares(x, target)
+        # a few dozen coefficients, not thousands: the mixture weights by plain maximum likelihood
+        coef = shrink(coef.ravel(), (se_ls if se is None else se).ravel(), null_weight=1.0).reshape(coef.shape)
+        full = np.zeros((1 + q, target.shape[1]))
+        full[0], full[1 + keep] = target.mean(axis=0) - x.mean(axis=0) @ coef, coef
+        return full
+
+    mean_coef = shrunk(z)
     resid = z - np.column_stack([np.ones(len(z)), regressors]) @ mean_coef
-    # E[log ε²] = log σ² - 1.27 for Gaussian ε: the offset turns the log-residual fit into log σ².
-    logvar_coef = _ridge(regressors, np.log(resid**2 + 1e-8) + 1.27, alpha * 10)
+    # the log-residual's noise variance is known (π²/2), so its standard errors need no estimate
+    x1 = np.column_stack([np.ones(len(x)), x])
+    logvar_se = np.sqrt(np.outer(np.diag(np.linalg.pinv(x1.T @ x1))[1:], np.full(z.shape[1], LOG_CHI2_VAR)))
+    logvar_coef = shrunk(np.log(resid**2 + 1e-8) + LOG_CHI2_OFFSET, logvar_se)
     return LatentModel(method, mean_coef.tolist(), logvar_coef.tolist())
+
+
+def fit_direct_path(design_rows: np.ndarray, residuals: np.ndarray, keep: np.ndarray) -> np.ndarray:
+    """Per-gene effects (q, p) of the design (n, q) on the decoder's training residuals (n, p), least squares
+    on the columns `keep`, each column's effects shrunk across genes by `shrink`; zero on the other columns."""
+    _, coef, se = least_squares(design_rows[:, keep], residuals)
+    out = np.zeros((design_rows.shape[1], residuals.shape[1]))
+    out[keep] = np.vstack([shrink(c, s) for c, s in zip(coef, se, strict=True)])
+    return out
 
 
 def regressors(model: IDAE, clinical: pd.DataFrame, method: str) -> np.ndarray:
@@ -164,6 +258,8 @@ def counterfactual(
 
     before = decode(z)
     delta = (decode(z_new) - before).double().cpu().numpy()
+    moved = model.design.transform(new_clinical).astype(float) - model.design.transform(clinical).astype(float)
+    delta += moved @ net.direct_effect.double().cpu().numpy()
     out = genomic + delta * model.standardizer.scale.to_numpy()
     refuse_overflow(before, genomic.index)
     odd = ~np.isfinite(out.to_numpy()).all(axis=1)

@@ -216,6 +216,9 @@ class IDAENet(nn.Module):
         self.register_buffer("mixing", torch.eye(latent_dim))
         self.register_buffer("stage_head_weight", torch.zeros(n_design, 2 * latent_dim))
         self.register_buffer("stage_head_bias", torch.zeros(2 * latent_dim))
+        # the inversion's direct path (idae.invert.fit_direct_path): per-gene effects of the clinical design
+        # on what the decoder does not explain, in standardised gene units; zero until fitted
+        self.register_buffer("direct_effect", torch.zeros(n_design, n_genes))
 
     # ------------------------------------------------------------------------------------- setup
 

@@ -221,7 +221,8 @@ def test_parameters_grow_linearly_in_genes_never_quadratically():
     assert double - small == 2000 * (128 + 1 + 6 + 1 + 1)
     assert double < 4000**2 / 10
     buffers = sum(b.numel() for b in IDAENet(4000, DESIGN, 6).buffers())
-    assert buffers < 4000 * 13 + 500  # the projection's 12 components, and the stage's few numbers
+    # the projection's 12 components, the inversion's direct path (design × genes), the stage's few numbers
+    assert buffers < 4000 * (13 + DESIGN) + 500
 
 
 def test_decoder_noise_only_while_training():

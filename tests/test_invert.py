@@ -1,0 +1,180 @@
+"""idae.invert: empirical-Bayes shrinkage, the shrunk latent model and the direct path of the inversion."""
+
+import warnings
+
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from idae import IDAE
+from idae.baselines import fit_inversion
+from idae.data import ClinicalDesign
+from idae.errors import IdaeError
+from idae.invert import contrast_columns, fit_direct_path, fit_latent_model, least_squares, shrink
+
+
+@settings(max_examples=40, deadline=None)
+@given(seed=st.integers(0, 10_000), n=st.integers(5, 400), scale=st.floats(0.01, 100.0))
+def test_shrink_moves_every_effect_toward_zero_without_changing_its_sign(seed, n, scale):
+    rng = np.random.default_rng(seed)
+    se = scale * rng.uniform(0.5, 2.0, n)
+    estimate = rng.normal(0, 1, n) * se * rng.choice([0.0, 1.0, 5.0], n)
+    out = shrink(estimate, se)
+    assert out.shape == estimate.shape and np.isfinite(out).all()
+    assert (np.abs(out) <= np.abs(estimate) * (1 + 1e-9)).all()
+    assert (out * estimate >= 0).all()
+
+
+def test_shrink_zeroes_noise_and_keeps_large_effects():
+    rng = np.random.default_rng(0)
+    se = np.ones(2000)
+    truth = np.where(np.arange(2000) < 100, 8.0, 0.0)
+    out = shrink(truth + rng.normal(0, 1, 2000), se)
+    assert np.abs(out[100:]).mean() < 0.1  # the estimates alone average 0.8
+    np.testing.assert_allclose(out[:100].mean(), 8.0, atol=0.3)
+
+
+def test_least_squares_recovers_coefficients_and_their_standard_errors():
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(5000, 2))
+    y = 1.0 + x @ np.array([[2.0], [-1.0]]) + rng.normal(0, 0.5, (5000, 1))
+    intercept, coef, se = least_squares(x, y)
+    np.testing.assert_allclose(intercept, [1.0], atol=0.03)
+    np.testing.assert_allclose(coef[:, 0], [2.0, -1.0], atol=0.03)
+    np.testing.assert_allclose(se[:, 0], 0.5 / np.sqrt(5000), rtol=0.1)
+
+
+def test_contrast_columns_drop_the_first_level_of_each_categorical_column():
+    clinical = pd.DataFrame({"grade": pd.Categorical(["1", "2", "3", "2"]), "age": [50.0, 60.0, np.nan, 40.0],
+                             "er": pd.Categorical(["neg", "pos", "pos", "neg"])})  # fmt: skip
+    design = ClinicalDesign.fit(clinical)
+    names = design.feature_names()
+    kept = [names[i] for i in contrast_columns(design)]
+    assert kept == ["grade=2", "grade=3", "age", "er=pos", "grade:missing", "age:missing", "er:missing"]
+
+
+def test_the_shrunk_latent_model_keeps_a_real_effect_and_drops_an_unrelated_column():
+    rng = np.random.default_rng(2)
+    n = 1000
+    real, unrelated = rng.integers(0, 2, n).astype(float), rng.integers(0, 2, n).astype(float)
+    z = rng.normal(size=(n, 3))
+    z[:, 0] += 2.0 * real
+    z[:, 1] *= np.exp(0.7 * real)  # the real column also moves a factor's variance
+    regressors = np.column_stack([real, unrelated])
+    shrunk = fit_latent_model(z, regressors, "design", shrinkage=True)
+    ridge = fit_latent_model(z, regressors, "design", shrinkage=False)
+    mean, logvar, ridge_mean = (np.asarray(m) for m in (shrunk.mean_coef, shrunk.logvar_coef, ridge.mean_coef))
+    assert mean[1, 0] == pytest.approx(2.0, abs=0.2)
+    assert logvar[1, 1] == pytest.approx(1.4, abs=0.4)
+    assert np.abs(mean[2]).max() < 0.5 * np.abs(ridge_mean[2]).max()
+    assert np.abs(np.delete(logvar[1:], 1)).max() < 0.3  # every other log-variance effect is noise
+
+
+def test_the_direct_path_shrinks_each_design_column_across_genes():
+    rng = np.random.default_rng(3)
+    n, p = 100, 400
+    flag = rng.integers(0, 2, n).astype(float)
+    design = np.column_stack([1 - flag, flag])  # one-hot: the first column is the intercept's
+    residuals = rng.normal(size=(n, p))
+    residuals[:, :20] += 1.5 * flag[:, None]
+    effect = fit_direct_path(design, residuals, np.array([1]))
+    assert effect.shape == (2, p) and (effect[0] == 0).all()
+    np.testing.assert_allclose(effect[1, :20].mean(), 1.5, atol=0.3)
+    assert np.abs(effect[1, 20:]).mean() < 0.05
+
+
+def outside_the_factors(n: int = 240, p: int = 40, seed: int = 0) -> tuple[pd.DataFrame, pd.DataFrame, list[str]]:
+    """Two strong factors moved by `er`, and a column `hidden` (independent of them) that adds 1.5 sd to
+    six genes: an effect the leading factors do not carry."""
+    rng = np.random.default_rng(seed)
+    index = pd.Index([f"p{i:03d}" for i in range(n)])
+    er = rng.choice(["neg", "pos"], n)
+    hidden = rng.choice(["neg", "pos"], n)
+    factors = rng.normal(size=(n, 2)) + np.where(er == "pos", 1.5, 0.0)[:, None]
+    x = factors @ rng.normal(size=(2, p)) + 0.3 * rng.normal(size=(n, p))
+    affected = [f"g{j}" for j in range(p - 6, p)]
+    x[:, p - 6:] = 0.3 * rng.normal(size=(n, 6)) + 1.5 * (hidden == "pos")[:, None]
+    genomic = pd.DataFrame(x, index=index, columns=[f"g{j}" for j in range(p)])
+    clinical = pd.DataFrame({"er": pd.Categorical(er), "hidden": pd.Categorical(hidden)}, index=index)
+    return genomic, clinical, affected
+
+
+@pytest.fixture(scope="module")
+def outside_fit():
+    genomic, clinical, affected = outside_the_factors()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model = IDAE(latent_dim=2, max_epochs=60, val_fraction=0.0, progress=False).fit(genomic, clinical)
+    return model, genomic, clinical, affected
+
+
+def test_the_direct_path_recovers_an_effect_the_factors_do_not_carry(outside_fit):
+    model, genomic, clinical, affected = outside_fit
+    negative = clinical.index[clinical["hidden"] == "neg"]
+    change = model.invert(genomic.loc[negative], clinical.loc[negative], {"hidden": "pos"}) - genomic.loc[negative]
+    np.testing.assert_allclose(change[affected].mean().to_numpy(), 1.5, atol=0.3)
+    assert change.drop(columns=affected).abs().to_numpy().mean() < 0.2
+    without = model.refit_inversion(genomic, clinical, direct_path=False)
+    change = without.invert(genomic.loc[negative], clinical.loc[negative], {"hidden": "pos"}) - genomic.loc[negative]
+    assert change[affected].abs().to_numpy().mean() < 0.75  # the factors alone miss at least half of it
+
+
+def test_refit_inversion_with_the_same_settings_gives_the_same_inversion(outside_fit):
+    model, genomic, clinical, _ = outside_fit
+    same = model.refit_inversion(genomic, clinical)
+    changes = {"er": "pos"}
+    pd.testing.assert_frame_equal(same.invert(genomic, clinical, changes), model.invert(genomic, clinical, changes))
+    assert model.refit_inversion(genomic, clinical, direct_path=False).config.direct_path is False
+    assert model.config.direct_path is True  # the original is left as it was
+    with pytest.raises(IdaeError, match="latent_dim"):
+        model.refit_inversion(genomic, clinical, latent_dim=3)
+    with pytest.raises(IdaeError, match="direct_path"):
+        model.refit_inversion(genomic, clinical, direct_path="yes")
+
+
+def test_the_shrunk_baselines_keep_the_effect_and_drop_the_noise():
+    genomic, clinical, affected = outside_the_factors(n=300, p=200, seed=4)
+    negative = clinical.index[clinical["hidden"] == "neg"]
+    for method in ("group_shift_shrunk", "linear_shrunk", "linear_state"):
+        model = fit_inversion(method, genomic, clinical.drop(columns="er"))
+        change = model.predict(genomic.loc[negative], clinical.loc[negative, ["hidden"]], {"hidden": "pos"})
+        change -= genomic.loc[negative]
+        np.testing.assert_allclose(change[affected].mean().to_numpy(), 1.5, atol=0.3, err_msg=method)
+        assert change.drop(columns=affected).abs().to_numpy().mean() < 0.1, method
+
+
+def test_linear_state_recovers_an_effect_that_depends_on_the_patients_state():
+    rng = np.random.default_rng(5)
+    n, p = 400, 200  # many genes, few affected: what the shrinkage prior is fitted on
+    background = rng.normal(size=(n, 6)) * np.array([3.0, 2.8, 2.6, 2.4, 2.2, 2.0])
+    state = background[:, 0] / 3.0  # six strong principal components, the state the first of them
+    x = background @ np.linalg.qr(rng.normal(size=(p, 6)))[0].T * np.sqrt(p) + 0.3 * rng.normal(size=(n, p))
+    flag = rng.choice(["neg", "pos"], n)
+    slope = np.zeros(p)
+    slope[:10] = 1.0
+    x += (flag == "pos")[:, None] * (slope + np.outer(state, slope))  # on the first ten genes only
+    index = pd.Index([f"p{i}" for i in range(n)])
+    genomic = pd.DataFrame(x, index=index, columns=[f"g{j}" for j in range(p)])
+    clinical = pd.DataFrame({"flag": pd.Categorical(flag)}, index=index)
+    negative = index[flag == "neg"]
+    truth = slope + np.outer(state[flag == "neg"], slope)
+    errors = {}
+    for method in ("linear_shrunk", "linear_state"):
+        model = fit_inversion(method, genomic, clinical)
+        change = model.predict(genomic.loc[negative], clinical.loc[negative], {"flag": "pos"}) - genomic.loc[negative]
+        errors[method] = float(np.abs(change.to_numpy() - truth)[:, :10].mean())
+    assert errors["linear_state"] < 0.5 * errors["linear_shrunk"]
+
+
+def test_nearest_neighbours_returns_target_group_profiles_and_refuses_numeric_changes():
+    genomic, clinical, _ = outside_the_factors(n=120, p=20, seed=6)
+    clinical["age"] = np.linspace(40, 80, len(clinical))
+    model = fit_inversion("nearest_neighbours", genomic, clinical)
+    negative = clinical.index[clinical["er"] == "neg"]
+    out = model.predict(genomic.loc[negative], clinical.loc[negative], {"er": "pos"})
+    positive = genomic[clinical["er"] == "pos"]
+    assert (out.min() >= positive.min() - 1e-9).all() and (out.max() <= positive.max() + 1e-9).all()
+    with pytest.raises(IdaeError, match="age"):
+        model.predict(genomic, clinical, {"age": 50.0})
