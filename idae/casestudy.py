@@ -93,6 +93,51 @@ def intervals(profiles: np.ndarray, level: float = 0.90) -> dict[str, tuple[np.n
 
 
 # --------------------------------------------------------------------------------------------------
+# the negative control against a permutation null
+
+Flip = tuple[str, str, str]  # (column, from level, to level)
+
+
+def change_ratio(predictor: Any, genomic: pd.DataFrame, clinical: pd.DataFrame, flip: Flip, reference: Flip) -> float:
+    """Mean |Δ̂| (over genes and patients) of `flip` for the patients at its `from` level, divided by the same for
+    `reference`: how much a column moves expression beside a column known to move it. `predictor`: anything with
+    `predict(genomic, clinical, changes)` (an `Ensemble`, a baseline)."""
+
+    def mean_change(column: str, old: str, new: str) -> float:
+        source = clinical.index[clinical[column].astype(object) == old]
+        if not len(source):
+            raise IdaeError(f"no patient has {column} = {old!r}: nothing to flip")
+        moved = predictor.predict(genomic.loc[source], clinical.loc[source], {column: new}) - genomic.loc[source]
+        return float(moved.abs().to_numpy().mean())
+
+    return mean_change(*flip) / mean_change(*reference)
+
+
+def permutation_null(fit: Callable[[pd.DataFrame, pd.DataFrame], Any], genomic: pd.DataFrame, clinical: pd.DataFrame,
+                     flip: Flip, reference: Flip, permutations: int = 10, seed: int = 0) -> dict[str, Any]:  # fmt: skip
+    """The `change_ratio` of `flip` for a predictor fitted by `fit(genomic, clinical)` on the real table, beside the
+    same ratio when the flipped column's values are shuffled across patients before fitting (`permutations`
+    shuffles, seeded): a column that moves expression no more than a shuffled copy of itself is inside the null.
+
+    Returns {"observed": ratio, "null": (permutations,) ratios, "p": (1 + #null ≥ observed) / (1 + permutations)}.
+    """
+    if permutations < 1:
+        raise IdaeError(f"permutations must be at least 1, got {permutations}")
+    column = flip[0]
+    observed = change_ratio(fit(genomic, clinical), genomic, clinical, flip, reference)
+    rng = np.random.default_rng(seed)
+    null = []
+    for _ in range(permutations):
+        shuffled = clinical.copy()
+        values = rng.permutation(clinical[column].to_numpy())
+        shuffled[column] = pd.Series(values, index=clinical.index).astype(clinical[column].dtype)
+        null.append(change_ratio(fit(genomic, shuffled), genomic, shuffled, flip, reference))
+    null_ratios = np.asarray(null)
+    p_value = (1 + int((null_ratios >= observed).sum())) / (1 + permutations)
+    return {"observed": observed, "null": null_ratios, "p": p_value}
+
+
+# --------------------------------------------------------------------------------------------------
 # scores
 
 

@@ -4,7 +4,16 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from idae.casestudy import group_effect, intervals, ranks, signature_table, stratified_effect
+from idae.baselines import fit_inversion
+from idae.casestudy import (
+    change_ratio,
+    group_effect,
+    intervals,
+    permutation_null,
+    ranks,
+    signature_table,
+    stratified_effect,
+)
 from idae.errors import IdaeError
 
 
@@ -60,3 +69,41 @@ def test_signature_table_counts_genes_in_the_top_share_and_their_direction():
     assert table.loc["in top 5%", "m"] == 2  # g99 (+) and g0 (−)
     assert table.loc["up and in top 5%", "m"] == 1
     assert table.loc["g99", "m"].endswith("(+)")
+
+
+def cohort_with_a_null_column(n: int = 200, p: int = 300, seed: int = 0) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """`er` moves 30 genes by 1.5 sd, `node` moves 20 genes by 1 sd, `null` moves nothing."""
+    rng = np.random.default_rng(seed)
+    index = pd.Index([f"p{i}" for i in range(n)])
+    clinical = pd.DataFrame({c: pd.Categorical(rng.choice(["neg", "pos"], n)) for c in ("er", "node", "null")},
+                            index=index)  # fmt: skip
+    x = rng.normal(size=(n, p))
+    x[:, :30] += 1.5 * (clinical["er"] == "pos").to_numpy()[:, None]
+    x[:, 30:50] += 1.0 * (clinical["node"] == "pos").to_numpy()[:, None]
+    return pd.DataFrame(x, index=index, columns=[f"g{j}" for j in range(p)]), clinical
+
+
+def test_change_ratio_is_one_for_the_reference_itself():
+    genomic, clinical = cohort_with_a_null_column()
+    model = fit_inversion("group_shift", genomic, clinical)
+    er = ("er", "neg", "pos")
+    assert change_ratio(model, genomic, clinical, er, er) == pytest.approx(1.0)
+    with pytest.raises(IdaeError, match="node = 'absent'"):
+        change_ratio(model, genomic, clinical, ("node", "absent", "pos"), er)
+
+
+def test_permutation_null_separates_a_real_effect_from_a_column_without_one():
+    genomic, clinical = cohort_with_a_null_column()
+
+    def fit(g, c):
+        return fit_inversion("linear_shrunk", g, c)
+
+    er = ("er", "neg", "pos")
+    real = permutation_null(fit, genomic, clinical, ("node", "neg", "pos"), er, permutations=19, seed=1)
+    assert real["p"] == pytest.approx(1 / 20)  # every shuffled copy moves less than the real column
+    assert real["null"].shape == (19,) and real["observed"] > 3 * np.median(real["null"])
+    empty = permutation_null(fit, genomic, clinical, ("null", "neg", "pos"), er, permutations=19, seed=1)
+    assert empty["p"] > 0.05  # a column without an effect is inside its null at the 5% level
+    assert clinical["null"].dtype == "category"  # the caller's table is left as it was
+    with pytest.raises(IdaeError, match="permutations"):
+        permutation_null(fit, genomic, clinical, ("null", "neg", "pos"), er, permutations=0)
