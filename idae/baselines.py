@@ -457,6 +457,14 @@ class Linear(InversionBaseline):
         return x + delta @ self.coef
 
 
+def _whitened_loadings(x: np.ndarray, mean: np.ndarray, components: int) -> np.ndarray:
+    """(p, k) loadings whose scores (x - mean) @ loadings are the first k ≤ `components` principal components of
+    x (n, p), each of unit variance: the patient state of `linear_state` and `nearest_neighbours`."""
+    k = min(components, len(x) - 1, x.shape[1])
+    _, sv, vt = np.linalg.svd(x - mean, full_matrices=False)
+    return vt[:k].T / sv[:k] * np.sqrt(len(x))
+
+
 class GroupShiftShrunk(InversionBaseline):
     """`group_shift` with each gene's difference of group means shrunk by empirical Bayes across genes
     (`idae.invert.shrink`; its standard error from the two groups' variances), so that genes whose difference
@@ -500,7 +508,7 @@ class LinearShrunk(Linear):
         return self
 
 
-class LinearState(InversionBaseline):
+class LinearState(LinearShrunk):
     """Per-gene regression on the design and on design × patient state, x' = x + ΔD B + Σ_j ΔD_j (s C_j), where
     the state s is the patient's first `components` whitened principal components (PCA of the training
     genes). B from `linear_shrunk`; C_j (components, p) from least squares of the genes on [D, s, D_j·s], one
@@ -512,14 +520,12 @@ class LinearState(InversionBaseline):
         self.components = components
 
     def fit(self, genomic: pd.DataFrame, clinical: pd.DataFrame) -> LinearState:
-        super().fit(genomic, clinical)
+        super().fit(genomic, clinical)  # B, as `linear_shrunk`
         x = self.x.to_numpy()
         self.keep = contrast_columns(self.design)
         design = self.design.transform(self.clinical).astype(float)
-        self.coef = fit_direct_path(design, x, self.keep)
-        k = min(self.components, len(x) - 1, x.shape[1])
-        _, sv, vt = np.linalg.svd(x - self.mean, full_matrices=False)
-        self.loadings = vt[:k].T / sv[:k] * np.sqrt(len(x))
+        self.loadings = _whitened_loadings(x, self.mean, self.components)
+        k = self.loadings.shape[1]
         state = self.state(x)
         d = design[:, self.keep]
         self.state_coef = np.zeros((len(self.keep), k, x.shape[1]))
@@ -549,10 +555,7 @@ class NearestNeighbours(InversionBaseline):
 
     def fit(self, genomic: pd.DataFrame, clinical: pd.DataFrame) -> NearestNeighbours:
         super().fit(genomic, clinical)
-        x = self.x.to_numpy()
-        k = min(self.components, len(x) - 1, x.shape[1])
-        _, sv, vt = np.linalg.svd(x - self.mean, full_matrices=False)
-        self.loadings = vt[:k].T / sv[:k] * np.sqrt(len(x))
+        self.loadings = _whitened_loadings(self.x.to_numpy(), self.mean, self.components)
         return self
 
     def _predict(self, x, old, new, changed):
