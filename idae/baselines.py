@@ -32,7 +32,7 @@ from idae.data import (
     to_float32,
 )
 from idae.errors import IdaeError
-from idae.invert import _ridge, apply_changes, contrast_columns, fit_direct_path, least_squares, shrink
+from idae.invert import _ridge, apply_changes, contrast_columns, fit_direct_path, fit_state_path, shrink
 from idae.model import mlp
 from idae.train import seed_everything
 
@@ -509,10 +509,10 @@ class LinearShrunk(Linear):
 
 
 class LinearState(LinearShrunk):
-    """Per-gene regression on the design and on design × patient state, x' = x + ΔD B + Σ_j ΔD_j (s C_j), where
-    the state s is the patient's first `components` whitened principal components (PCA of the training
-    genes). B from `linear_shrunk`; C_j (components, p) from least squares of the genes on [D, s, D_j·s], one
-    design column j at a time, each coefficient shrunk by empirical Bayes across genes."""
+    """Per-gene regression on the design and on design × patient state, x' = x + ΔD B + Σ_j ΔD_j (s·w_j) c_j,
+    where the state s is the patient's first `components` whitened principal components (PCA of the training
+    genes). B from `linear_shrunk`; the directions w_j and slopes c_j from `idae.invert.fit_state_path` on the
+    genes, the same estimator as idae's state path."""
 
     method = "linear_state"
 
@@ -522,16 +522,9 @@ class LinearState(LinearShrunk):
     def fit(self, genomic: pd.DataFrame, clinical: pd.DataFrame) -> LinearState:
         super().fit(genomic, clinical)  # B, as `linear_shrunk`
         x = self.x.to_numpy()
-        self.keep = contrast_columns(self.design)
         design = self.design.transform(self.clinical).astype(float)
         self.loadings = _whitened_loadings(x, self.mean, self.components)
-        k = self.loadings.shape[1]
-        state = self.state(x)
-        d = design[:, self.keep]
-        self.state_coef = np.zeros((len(self.keep), k, x.shape[1]))
-        for j in range(d.shape[1]):
-            _, coef, se = least_squares(np.column_stack([d, state, d[:, j:j + 1] * state]), x)
-            self.state_coef[j] = np.vstack([shrink(c, s) for c, s in zip(coef[-k:], se[-k:], strict=True)])
+        self.directions, self.slopes = fit_state_path(design, self.state(x), x, contrast_columns(self.design))
         return self
 
     def state(self, x: np.ndarray) -> np.ndarray:
@@ -539,8 +532,7 @@ class LinearState(LinearShrunk):
 
     def _predict(self, x, old, new, changed):
         moved = self.design.transform(new).astype(float) - self.design.transform(old).astype(float)
-        interaction = np.einsum("nj,nk,jkp->np", moved[:, self.keep], self.state(x), self.state_coef)
-        return x + moved @ self.coef + interaction
+        return x + moved @ self.coef + (moved * (self.state(x) @ self.directions.T)) @ self.slopes
 
 
 class NearestNeighbours(InversionBaseline):

@@ -26,20 +26,21 @@ from idae.errors import IdaeError, IdentifiabilityWarning
 from idae.invert import (
     METHODS,
     LatentModel,
+    apply_changes,
     contrast_columns,
-    counterfactual,
+    counterfactual_change,
     fit_direct_path,
     fit_latent_model,
+    fit_state_path,
     refuse_overflow,
-    regressors,
 )
 from idae.metrics import ConditionReport, condition_check
 from idae.model import AUGMENTATIONS, HEADS, IDAENet
 from idae.train import OBJECTIVES, History, checkpoint_path, fingerprint, resolve_device, seed_everything, train
 
 WEIGHTS, CONFIG = "weights.pt", "config.json"
-FORMAT_VERSION = 4  # 2: config.json records the SHA-256 of weights.pt; 3: projection, heads, linear stage;
-# 4: the inversion's direct path and shrunk latent model
+FORMAT_VERSION = 5  # 2: config.json records the SHA-256 of weights.pt; 3: projection, heads, linear stage;
+# 4: the inversion's direct path and shrunk latent model; 5: the inversion's state path
 
 
 def statistics_per_factor(head: str, linear_stage: bool, augmentation: tuple[str, ...] | list[str]) -> int:
@@ -79,6 +80,7 @@ class Config:
     inversion: str = "design"  # regressors of the factors' clinical model: "design" or "energy"
     inversion_shrinkage: bool = True  # empirical-Bayes shrinkage of that model's coefficients (idae.invert)
     direct_path: bool = True  # inversion also moves genes by the clinical effects the factors do not carry
+    state_path: bool = True  # ... and by the part of those effects that depends on the patient's position
     device: str = "auto"
     seed: int = 0
     progress: bool = True
@@ -95,7 +97,7 @@ class Config:
         if isinstance(value, bool) or not isinstance(value, int) or value < 0:
             raise IdaeError(f"components_per_factor must be a non-negative integer, got {value!r}")
         for name in ("spectral_norm", "linear_stage", "detach_decoder", "progress", "inversion_shrinkage",
-                     "direct_path"):
+                     "direct_path", "state_path"):
             if not isinstance(getattr(self, name), bool):
                 raise IdaeError(f"{name} must be True or False, got {getattr(self, name)!r}")
         if self.objective not in OBJECTIVES:
@@ -315,28 +317,37 @@ class IDAE:
     @torch.no_grad()
     def _fit_inversion(self, genomic: pd.DataFrame, clinical: pd.DataFrame) -> None:
         """Fit what `invert` uses besides the network, on the training patients: the factors' clinical
-        model and (with `direct_path`) the direct path (`idae.invert`)."""
+        model and (with `direct_path`, `state_path`) the direct and state paths (`idae.invert`)."""
         c, net = self.config, self.net
         design = self.design.transform(clinical).astype(float)
         keep = contrast_columns(self.design)
         self.latent_model = fit_latent_model(
-            self.encode(genomic), regressors(self, clinical, c.inversion), c.inversion,
+            self.encode(genomic), self._inversion_regressors(clinical, c.inversion), c.inversion,
             keep=keep if c.inversion == "design" else None, shrinkage=c.inversion_shrinkage,
         )  # fmt: skip
         effect = np.zeros((design.shape[1], len(self.genes)))
-        if c.direct_path:
+        direction, state_effect = np.zeros((design.shape[1], c.latent_dim)), effect.copy()
+        if c.direct_path or c.state_path:
             x = self._tensor(genomic)
-            residuals = (x - net.decode(net.encode(x))).double().cpu().numpy()
+            z = net.encode(x)
+            residuals = (x - net.decode(z)).double().cpu().numpy()
+        if c.direct_path:
             effect = fit_direct_path(design, residuals, keep)
+        if c.state_path:
+            mean, sd = self.latent_model.moments(self._inversion_regressors(clinical, c.inversion))
+            position = (z.double().cpu().numpy() - mean) / sd
+            direction, state_effect = fit_state_path(design, position, residuals, keep)
         net.direct_effect.copy_(torch.as_tensor(effect, dtype=torch.float32))
+        net.state_direction.copy_(torch.as_tensor(direction, dtype=torch.float32))
+        net.state_effect.copy_(torch.as_tensor(state_effect, dtype=torch.float32))
 
     def refit_inversion(self, genomic: pd.DataFrame, clinical: pd.DataFrame, **settings: Any) -> IDAE:
-        """A copy of this fitted model with the inversion `settings` changed (`inversion`,
-        `inversion_shrinkage`, `direct_path`) and its inversion refitted on `genomic` (patients × genes) and
-        `clinical`: pass the patients the model was trained on. Inversion is fitted after training, so the
-        copy is the model `fit` would have returned with those settings, without training again."""
+        """A copy of this fitted model with the inversion `settings` changed (`inversion`, `inversion_shrinkage`,
+        `direct_path`, `state_path`) and its inversion refitted on `genomic` (patients × genes) and `clinical`:
+        pass the patients the model was trained on. Inversion is fitted after training, so the copy is the model
+        `fit` would have returned with those settings, without training again."""
         self._check_fitted()
-        unknown = sorted(set(settings) - {"inversion", "inversion_shrinkage", "direct_path"})
+        unknown = sorted(set(settings) - {"inversion", "inversion_shrinkage", "direct_path", "state_path"})
         if unknown:
             raise IdaeError(f"refit_inversion changes inversion settings only, not {unknown}")
         config = dataclasses.replace(self.config, **settings)
@@ -414,7 +425,43 @@ class IDAE:
         any subset of the clinical columns; NaN keeps a patient's own value). Returns a DataFrame
         with the caller's index and the model's genes, on the input's scale.
         """
-        return counterfactual(self, genomic, clinical, changes)
+        net = self._check_fitted()
+        genomic = self._genomic(genomic, fitted=True)
+        clinical = self._clinical(clinical, genomic.index, self.design.columns)
+        new_clinical = apply_changes(clinical, changes, self.design.columns)
+        x = self._tensor(genomic)
+        with torch.no_grad():
+            codes = net.encode(x)
+            refuse_overflow(net.decode(codes), genomic.index)
+
+        @torch.no_grad()
+        def decode(z: np.ndarray) -> np.ndarray:
+            return net.decode(torch.as_tensor(z, dtype=torch.float32, device=self.device)).cpu().numpy()
+
+        method = self.latent_model.method
+        old_design, new_design = (self.design.transform(c).astype(float) for c in (clinical, new_clinical))
+        paths = {name: getattr(net, name).double().cpu().numpy()
+                 for name in ("direct_effect", "state_direction", "state_effect")}  # fmt: skip
+        delta = counterfactual_change(
+            codes.double().cpu().numpy(), decode, self.latent_model, self._inversion_regressors(clinical, method),
+            self._inversion_regressors(new_clinical, method), new_design - old_design, **paths,
+        )  # fmt: skip
+        out = genomic + delta * self.standardizer.scale.to_numpy()
+        odd = ~np.isfinite(out.to_numpy()).all(axis=1)
+        if odd.any():
+            changed = list(changes) if isinstance(changes, dict) else list(changes.columns)
+            raise IdaeError(
+                f"the changes to {changed} give non-finite profiles for {int(odd.sum())} patient(s), e.g. "
+                f"{genomic.index[odd][:5].tolist()}: the new values are too far outside the range the model was "
+                "trained on for its float32 network"
+            )
+        return out
+
+    def _inversion_regressors(self, clinical: pd.DataFrame, method: str) -> np.ndarray:
+        """The latent model's regressors for each patient: the design rows or λ(y), (n, q)."""
+        if method == "design":
+            return self.design.transform(clinical).astype(float)
+        return self.natural_parameters(clinical)
 
     # ------------------------------------------------------------------------------------ save/load
 

@@ -15,16 +15,18 @@ coefficients of such a column are noise, which the decoder spreads over every ge
 
 The decoder maps the move to genes; a direct path adds what the factors do not carry: the per-gene
 least-squares effect of the clinical design on the decoder's training residuals, shrunk the same way
-(`fit_direct_path`). Both are added to the patient's own profile, so whatever neither explains (the
-patient's residual) is preserved:
+(`fit_direct_path`), and a state path the part of that effect that depends on the patient: on the genes
+a column moves, a slope along one direction w of the patient's standardised position u (`fit_state_path`).
+All are added to the patient's own profile, so whatever none explains (the patient's residual) is preserved:
 
-    x' = x + h(z') - h(z) + (D(y') - D(y)) B
+    x' = x + h(z') - h(z) + ΔD B + Σ_j ΔD_j (u·w_j) C_j,   ΔD = D(y') - D(y)
 """
 
 from __future__ import annotations
 
 import dataclasses
 import reprlib
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -36,7 +38,6 @@ from idae.errors import IdaeError
 
 if TYPE_CHECKING:
     from idae.data import ClinicalDesign
-    from idae.estimator import IDAE
 
 METHODS = ("design", "energy")
 
@@ -66,13 +67,14 @@ def _ridge(r: np.ndarray, target: np.ndarray, alpha: float) -> np.ndarray:
     return np.vstack([mu_t - mu_r @ coef, coef])
 
 
-def shrink(estimate: np.ndarray, se: np.ndarray, components: int = 12, null_weight: float = 10.0,
-           iterations: int = 500) -> np.ndarray:  # fmt: skip
-    """Posterior means of effects (m,) measured with standard errors se (m,), under one prior for all of them:
-    a point mass at zero plus zero-centred normals of `components` widths, its weights fitted by EM on the
-    effects themselves (empirical Bayes, as adaptive shrinkage does: Stephens, Biostatistics 2017).
-    `null_weight` is a Dirichlet pseudo-count on the point mass, which keeps the prior from overfitting a
-    few effects. Large effects are kept, effects within their noise go to zero."""
+def shrink_posterior(estimate: np.ndarray, se: np.ndarray, components: int = 12, null_weight: float = 10.0,
+                     iterations: int = 500) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+    """Posterior means (m,) and posterior probabilities of a zero effect (m,) for effects (m,) measured with
+    standard errors se (m,), under one prior for all of them: a point mass at zero plus zero-centred normals of
+    `components` widths, its weights fitted by EM on the effects themselves (empirical Bayes, as adaptive
+    shrinkage does: Stephens, Biostatistics 2017). `null_weight` is a Dirichlet pseudo-count on the point
+    mass, which keeps the prior from overfitting a few effects. Large effects are kept, effects within their
+    noise go to zero."""
     est = np.asarray(estimate, dtype=float)
     se = np.maximum(np.asarray(se, dtype=float), 1e-12)
     widest = np.sqrt(max(float(np.max(est**2 - se**2)), float(np.min(se)) ** 2))
@@ -91,7 +93,12 @@ def shrink(estimate: np.ndarray, se: np.ndarray, components: int = 12, null_weig
             break
     resp = weights * lik
     resp /= resp.sum(axis=1, keepdims=True)
-    return (resp * sds**2 / (sds**2 + se[:, None] ** 2)).sum(axis=1) * est
+    return (resp * sds**2 / (sds**2 + se[:, None] ** 2)).sum(axis=1) * est, resp[:, 0]
+
+
+def shrink(estimate: np.ndarray, se: np.ndarray, null_weight: float = 10.0) -> np.ndarray:
+    """The posterior means of `shrink_posterior`: (m,)."""
+    return shrink_posterior(estimate, se, null_weight=null_weight)[0]
 
 
 def least_squares(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -148,7 +155,8 @@ def fit_latent_model(z: np.ndarray, regressors: np.ndarray, method: str, keep: n
     resid = z - np.column_stack([np.ones(len(z)), regressors]) @ mean_coef
     # the log-residual's noise variance is known (π²/2), so its standard errors need no estimate
     x1 = np.column_stack([np.ones(len(x)), x])
-    logvar_se = np.sqrt(np.outer(np.diag(np.linalg.pinv(x1.T @ x1))[1:], np.full(z.shape[1], LOG_CHI2_VAR)))
+    inverse_gram = np.maximum(np.diag(np.linalg.pinv(x1.T @ x1))[1:], 0.0)  # a constant column: tiny negative
+    logvar_se = np.sqrt(np.outer(inverse_gram, np.full(z.shape[1], LOG_CHI2_VAR)))
     logvar_coef = shrunk(np.log(resid**2 + 1e-8) + LOG_CHI2_OFFSET, logvar_se)
     return LatentModel(method, mean_coef.tolist(), logvar_coef.tolist())
 
@@ -162,11 +170,37 @@ def fit_direct_path(design_rows: np.ndarray, residuals: np.ndarray, keep: np.nda
     return out
 
 
-def regressors(model: IDAE, clinical: pd.DataFrame, method: str) -> np.ndarray:
-    """The regressors of the latent model for each patient: (n, q)."""
-    if method == "design":
-        return model.design.transform(clinical).astype(float)
-    return model.natural_parameters(clinical)
+def fit_state_path(design_rows: np.ndarray, state: np.ndarray, residuals: np.ndarray, keep: np.ndarray,
+                   null_probability: float = 0.5) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+    """Effects of each design column that depend on the patient's state: for column j, a direction w_j (k,) in
+    the state space and per-gene effects c_j (p,), so that a patient with state s (k,) whose column j moves by
+    Δd_j moves by Δd_j (s·w_j) c_j. Returns directions (q, k) and effects (q, p), zero on the columns not in
+    `keep` and on columns that move no gene.
+
+    Fitted on design rows (n, q), states (n, k) and residuals (n, p), with the hierarchy principle of
+    interaction models: a column's effect varies with the state only on the genes it moves at all (posterior
+    probability of no effect below `null_probability` in its own least-squares fit, shrunk as
+    `fit_direct_path` does). On those genes, w_j is the leading left singular vector of the t-statistics of
+    the full design × state interaction (k × genes): one direction, since a hundred patients cannot support
+    k free slopes per gene; c_j is then one slope per gene on d_j (s·w_j), shrunk across genes."""
+    d, k = design_rows[:, keep], state.shape[1]
+    directions = np.zeros((design_rows.shape[1], k))
+    effects = np.zeros((design_rows.shape[1], residuals.shape[1]))
+    _, coef, se = least_squares(d, residuals)
+    for j, column in enumerate(keep):
+        if np.ptp(d[:, j]) == 0:
+            continue
+        genes = np.flatnonzero(shrink_posterior(coef[j], se[j])[1] < null_probability)
+        if len(genes) < 2:
+            continue
+        moved = residuals[:, genes]
+        _, inter, inter_se = least_squares(np.column_stack([d, state, d[:, j : j + 1] * state]), moved)
+        t = inter[-k:] / np.maximum(inter_se[-k:], 1e-12)
+        w = np.linalg.svd(t, full_matrices=False)[0][:, 0]
+        _, slope, slope_se = least_squares(np.column_stack([d, state, d[:, j] * (state @ w)]), moved)
+        directions[column] = w
+        effects[column, genes] = shrink(slope[-1], slope_se[-1])
+    return directions, effects
 
 
 def apply_changes(clinical: pd.DataFrame, changes: dict[str, Any] | pd.DataFrame, columns: list[str]) -> pd.DataFrame:
@@ -230,44 +264,26 @@ def refuse_overflow(decoded: torch.Tensor, index: pd.Index) -> None:
         )
 
 
-@torch.no_grad()
-def counterfactual(
-    model: IDAE,
-    genomic: pd.DataFrame,
-    clinical: pd.DataFrame,
-    changes: dict[str, Any] | pd.DataFrame,
-    method: str | None = None,
-) -> pd.DataFrame:
-    """x' for every patient (see the module docstring); same index and genes as the model's input."""
-    net = model._check_fitted()
-    latent = model.latent_model
-    if method is not None and method != latent.method:
-        raise IdaeError(f"this model's latent model was fitted with method {latent.method!r}, not {method!r}")
-    genomic = model._genomic(genomic, fitted=True)
-    clinical = model._clinical(clinical, genomic.index, model.design.columns)
-    new_clinical = apply_changes(clinical, changes, model.design.columns)
-    old_r = regressors(model, clinical, latent.method)
-    new_r = regressors(model, new_clinical, latent.method)
-    x = model._tensor(genomic)
-    z = net.encode(x).double().cpu().numpy()
-    mean_old, sd_old = latent.moments(old_r)
-    mean_new, sd_new = latent.moments(new_r)
-    z_new = mean_new + sd_new * (z - mean_old) / sd_old
-    def decode(codes: np.ndarray) -> torch.Tensor:
-        return net.decode(torch.as_tensor(codes, dtype=torch.float32, device=model.device))
+def counterfactual_change(
+    codes: np.ndarray,
+    decode: Callable[[np.ndarray], np.ndarray],
+    latent: LatentModel,
+    old_regressors: np.ndarray,
+    new_regressors: np.ndarray,
+    moved: np.ndarray,
+    direct_effect: np.ndarray,
+    state_direction: np.ndarray,
+    state_effect: np.ndarray,
+) -> np.ndarray:
+    """The change x' - x of the module docstring, in standardised gene units: (n, p).
 
-    before = decode(z)
-    delta = (decode(z_new) - before).double().cpu().numpy()
-    moved = model.design.transform(new_clinical).astype(float) - model.design.transform(clinical).astype(float)
-    delta += moved @ net.direct_effect.double().cpu().numpy()
-    out = genomic + delta * model.standardizer.scale.to_numpy()
-    refuse_overflow(before, genomic.index)
-    odd = ~np.isfinite(out.to_numpy()).all(axis=1)
-    if odd.any():
-        changed = list(changes) if isinstance(changes, dict) else list(changes.columns)
-        raise IdaeError(
-            f"the changes to {changed} give non-finite profiles for {int(odd.sum())} patient(s), e.g. "
-            f"{genomic.index[odd][:5].tolist()}: the new values are too far outside the range the model was "
-            "trained on for its float32 network"
-        )
-    return out
+    codes (n, d): the patients' factors; decode: factors (n, d) -> profiles (n, p), the fitted decoder;
+    old/new_regressors (n, q'): the latent model's regressors before and after the change; moved (n, q): the
+    change of the design rows, D(y') - D(y); direct_effect (q, p), state_direction (q, d), state_effect (q, p):
+    the fitted direct and state paths."""
+    mean_old, sd_old = latent.moments(old_regressors)
+    mean_new, sd_new = latent.moments(new_regressors)
+    position = (codes - mean_old) / sd_old  # what is specific to the patient, kept
+    delta = (decode(mean_new + sd_new * position) - decode(codes)).astype(float)
+    along = position @ state_direction.T  # (n, q): u·w_j
+    return delta + moved @ direct_effect + (moved * along) @ state_effect

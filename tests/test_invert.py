@@ -1,4 +1,4 @@
-"""idae.invert: empirical-Bayes shrinkage, the shrunk latent model and the direct path of the inversion."""
+"""idae.invert: empirical-Bayes shrinkage, the shrunk latent model and the direct and state paths of the inversion."""
 
 import warnings
 
@@ -12,7 +12,15 @@ from idae import IDAE
 from idae.baselines import fit_inversion
 from idae.data import ClinicalDesign
 from idae.errors import IdaeError
-from idae.invert import contrast_columns, fit_direct_path, fit_latent_model, least_squares, shrink
+from idae.invert import (
+    contrast_columns,
+    fit_direct_path,
+    fit_latent_model,
+    fit_state_path,
+    least_squares,
+    shrink,
+    shrink_posterior,
+)
 
 
 @settings(max_examples=40, deadline=None)
@@ -34,6 +42,16 @@ def test_shrink_zeroes_noise_and_keeps_large_effects():
     out = shrink(truth + rng.normal(0, 1, 2000), se)
     assert np.abs(out[100:]).mean() < 0.1  # the estimates alone average 0.8
     np.testing.assert_allclose(out[:100].mean(), 8.0, atol=0.3)
+
+
+def test_the_posterior_null_probability_separates_noise_from_large_effects():
+    rng = np.random.default_rng(5)
+    truth = np.where(np.arange(2000) < 100, 6.0, 0.0) * rng.choice([-1.0, 1.0], 2000)
+    estimate = truth + rng.normal(0, 1, 2000)
+    means, null = shrink_posterior(estimate, np.ones(2000))
+    assert ((null >= 0) & (null <= 1)).all()
+    assert np.median(null[:100]) < 0.01 and np.median(null[100:]) > 0.8
+    np.testing.assert_array_equal(means, shrink(estimate, np.ones(2000)))
 
 
 def test_least_squares_recovers_coefficients_and_their_standard_errors():
@@ -83,6 +101,27 @@ def test_the_direct_path_shrinks_each_design_column_across_genes():
     assert effect.shape == (2, p) and (effect[0] == 0).all()
     np.testing.assert_allclose(effect[1, :20].mean(), 1.5, atol=0.3)
     assert np.abs(effect[1, 20:]).mean() < 0.05
+
+
+def test_the_state_path_recovers_an_effect_that_depends_on_the_patient():
+    """A flag moves 30 of 300 genes by a shared 1.0 plus 1.0 × the patient's state along a hidden direction
+    of a 3-d state: the path finds that direction and those slopes, and nothing on a flag without effect."""
+    rng = np.random.default_rng(6)
+    n, p, k = 400, 300, 3
+    flag, unrelated = rng.integers(0, 2, n).astype(float), rng.integers(0, 2, n).astype(float)
+    design = np.column_stack([1 - flag, flag, 1 - unrelated, unrelated])
+    state = rng.normal(size=(n, k))
+    hidden = np.array([0.6, -0.8, 0.0])
+    slopes = np.where(np.arange(p) < 30, rng.choice([-1.0, 1.0], p), 0.0)
+    change = np.where(slopes != 0, 1.0, 0.0) + np.outer(state @ hidden, slopes)  # (n, p): shared + state-dependent
+    residuals = rng.normal(0, 0.5, (n, p)) + flag[:, None] * change
+    directions, effects = fit_state_path(design, state, residuals, np.array([1, 3]))
+    assert directions.shape == (4, k) and effects.shape == (4, p)
+    assert (effects[[0, 2, 3]] == 0).all() and (directions[[0, 2, 3]] == 0).all()  # no effect, no state path
+    sign = np.sign(directions[1] @ hidden)
+    np.testing.assert_allclose(sign * directions[1], hidden, atol=0.1)
+    np.testing.assert_allclose(sign * effects[1, :30], slopes[:30], atol=0.2)
+    assert (effects[1, 30:] == 0).all()  # the hierarchy: no slope on genes the flag does not move
 
 
 def outside_the_factors(n: int = 240, p: int = 40, seed: int = 0) -> tuple[pd.DataFrame, pd.DataFrame, list[str]]:

@@ -221,8 +221,9 @@ def test_parameters_grow_linearly_in_genes_never_quadratically():
     assert double - small == 2000 * (128 + 1 + 6 + 1 + 1)
     assert double < 4000**2 / 10
     buffers = sum(b.numel() for b in IDAENet(4000, DESIGN, 6).buffers())
-    # the projection's 12 components, the inversion's direct path (design × genes), the stage's few numbers
-    assert buffers < 4000 * (13 + DESIGN) + 500
+    # the projection's 12 components, the inversion's direct and state paths (design × genes each), the stage's
+    # and the state directions' few numbers
+    assert buffers < 4000 * (13 + 2 * DESIGN) + 500
 
 
 def test_decoder_noise_only_while_training():

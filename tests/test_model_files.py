@@ -71,7 +71,7 @@ def first_weight(state):
 
 def test_save_records_the_format_version_and_the_weights_checksum(saved, fitted, data):
     payload = read_config(saved)
-    assert payload["format_version"] == FORMAT_VERSION == 4
+    assert payload["format_version"] == FORMAT_VERSION == 5
     assert payload["weights_sha256"] == hashlib.sha256((saved / "weights.pt").read_bytes()).hexdigest()
     loaded = IDAE.load(saved)
     _, genomic = data
@@ -254,12 +254,13 @@ def test_json_that_is_not_an_object(saved, content):
     refused(saved, "config.json", "not an IDAE config")
 
 
-@pytest.mark.parametrize("version", [1, 2, 3, 5, "4", 4.0, True, None, -1])
+@pytest.mark.parametrize("version", [1, 2, 3, FORMAT_VERSION - 1, FORMAT_VERSION + 1, str(FORMAT_VERSION),
+                                     float(FORMAT_VERSION), True, None, -1])  # fmt: skip
 def test_unknown_format_version(saved, version):
     payload = read_config(saved)
     payload["format_version"] = version
     write_config(saved, payload)
-    refused(saved, "config.json", f"unsupported format version {version!r}", "reads version 4")
+    refused(saved, "config.json", f"unsupported format version {version!r}", f"reads version {FORMAT_VERSION}")
 
 
 def test_format_version_missing(saved):
