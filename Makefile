@@ -66,8 +66,8 @@ nbval: $(STAMP) ## re-execute the committed notebooks and compare their stored o
 bench: $(STAMP) ## speed and memory figures beside their baselines (prints a table)
 	$(PY) scripts/bench.py
 
-sweep: $(STAMP) ## the identifiability ablation (about 1 h): data/identifiability_{sweep,real}.csv for notebook 04
-	$(PY) scripts/identifiability_sweep.py --seeds 5 --segments --real --out data
+sweep: $(STAMP) ## the identifiability ablation (about 1 h): data/identifiability_{sweep,real}.csv and data/latent_size.csv
+	$(PY) scripts/identifiability_sweep.py --seeds 5 --segments --real --latent-sizes --out data
 
 lab: $(STAMP) ## open the report in JupyterLab on the idae kernel
 	$(VENV)/bin/jupyter lab notebooks/

@@ -140,6 +140,8 @@ def fit_codes(method: str, split: Split, seed: int, **options: Any) -> tuple[np.
             model.fit(split.genomic_train, split.clinical_train, validation=split.validation)
         notes["epochs"] = len(model.history.train_objective)
         notes["condition met"] = bool(model.condition.ok)
+        if model.history.val_objective:  # the held-out objective of the epoch kept (negative ELBO per gene)
+            notes["validation objective"] = model.history.val_objective[model.history.best_epoch]
         return model.encode(split.genomic_train), model.encode(split.genomic_test), notes
     if method not in LATENT_METHODS:
         raise IdaeError(f"method must be 'idae' or one of {LATENT_METHODS}, got {method!r}")
@@ -185,9 +187,11 @@ def stability(method: str, split: Split, seeds: int = 5, resamples: int = 5, sha
     """Strong MCC between fits on the held-out patients (mean over pairs) when fits differ in their seed only
     ("across seeds": seeds 0..seeds-1) and when each sees a random `share` of the training patients ("across
     resampled training sets": resampling seeds 100.., model seed 0), with the median seconds per fit. Baselines
-    are scored after the linear stage, idae with its own (the codes `held_out_codes` would score)."""
+    are scored after the linear stage, idae with its own (the codes `held_out_codes` would score). For idae with
+    validation patients, also the median over seeds of the held-out objective and whether every seed's fit met
+    the identifiability condition."""
     out: dict[str, Any] = {}
-    times = []
+    times, objective, condition = [], [], []
     for protocol, fits in (("across seeds", [(split, s) for s in range(seeds)]),
                            ("across resampled training sets", [(split.subsample(share, 100 + r), 0)
                                                                for r in range(resamples)])):  # fmt: skip
@@ -197,6 +201,12 @@ def stability(method: str, split: Split, seeds: int = 5, resamples: int = 5, sha
             fitted = held_out_codes(method, data, seed, **options)
             times.append(time.perf_counter() - began)
             codes.append(fitted.get("codes + stage", fitted["codes"]))
+            if protocol == "across seeds" and "validation objective" in fitted:
+                objective.append(fitted["validation objective"])
+                condition.append(fitted["condition met"])
         out[protocol] = float(off_diagonal(cross_seed_mcc(codes)).mean())
     out["seconds per fit"] = float(np.median(times))
+    if objective:
+        out["validation objective"] = float(np.median(objective))
+        out["condition met"] = all(condition)
     return out

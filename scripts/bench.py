@@ -12,7 +12,9 @@ so a peak RSS never carries over from one configuration to the next:
   every epoch, and at the default interval;
 - two wall-time targets: a default fit on the real gse1992 cohort and on a synthetic
   2,000-patient × 600-gene cohort, each against 60 s, beside the seed model's fit of the same data in the
-  same run.
+  same run;
+- one inversion target: a default `IDAE.invert` of every gse1992 patient (ER flipped) against 5 s, beside
+  the `linear_state` baseline's prediction of the same patients in the same run.
 
 The machine is shared and noisy: read the genes×genes / idae ratios rather than absolute times.
 
@@ -38,6 +40,7 @@ GENES = (1000, 5000, 15000, 20000)
 PATIENTS = (124, 1240)  # the gse1992 cohort's size, and 10×
 MEMORY_CAP = 12 * 1024**3  # bytes: configurations estimated (or seen) above this are skipped (or killed)
 TARGET_S = 60.0
+INVERT_TARGET_S = 5.0
 ROOT = Path(__file__).resolve().parent.parent
 
 # ------------------------------------------------------------------------------------------ child side
@@ -132,9 +135,7 @@ def child_target(spec: dict) -> dict:
     from idae.benchmarks import SEED_MODEL
 
     if spec["data"] == "gse1992":
-        clinical, genomic = idae.load_cohort("gse1992")
-        aligned = idae.align(clinical[["er", "node", "grade", "size_class", "age"]], genomic)
-        clinical, genomic = aligned.clinical, aligned.genomic
+        clinical, genomic = gse1992()
     else:
         clinical, genomic = synthetic_cohort(spec["patients"], spec["genes"])
     start = time.perf_counter()
@@ -147,6 +148,33 @@ def child_target(spec: dict) -> dict:
         "epochs": len(model.history.train_objective),
         "stopped": model.history.stopped,
     }
+
+
+def gse1992():
+    """The gse1992 cohort as notebook 01 aligns it by default: (clinical, genomic)."""
+    import idae
+
+    clinical, genomic = idae.load_cohort("gse1992")
+    aligned = idae.align(clinical[["er", "node", "grade", "size_class", "age"]], genomic)
+    return aligned.clinical, aligned.genomic
+
+
+def child_invert(spec: dict) -> dict:
+    """Wall time of a default `IDAE.invert` of every gse1992 patient to ER-positive, and of the `linear_state`
+    baseline's prediction of the same, each the best of three in this warm process (the fits are not timed)."""
+    import idae
+    from idae.baselines import fit_inversion
+
+    clinical, genomic = gse1992()
+    model = idae.IDAE(latent_dim=6, progress=False).fit(genomic, clinical)
+    baseline = fit_inversion("linear_state", genomic, clinical)
+    walls: dict[str, list[float]] = {"idae": [], "linear_state": []}
+    for _ in range(3):
+        for label, call in (("idae", model.invert), ("linear_state", baseline.predict)):
+            start = time.perf_counter()
+            call(genomic, clinical, {"er": "pos"})
+            walls[label].append(time.perf_counter() - start)
+    return {"shape": f"{genomic.shape[0]} × {genomic.shape[1]}", **{k: min(v) for k, v in walls.items()}}
 
 
 def child_checkpoint(spec: dict) -> dict:
@@ -280,13 +308,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--target", help=argparse.SUPPRESS)
     parser.add_argument("--checkpoint", help=argparse.SUPPRESS)
+    parser.add_argument("--invert", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    if args.child or args.target or args.checkpoint:
+    if args.child or args.target or args.checkpoint or args.invert:
         import warnings
 
         warnings.simplefilter("ignore")
         if args.checkpoint:
             result = child_checkpoint(json.loads(args.checkpoint))
+        elif args.invert:
+            result = child_invert(json.loads(args.invert))
         else:
             result = child_epochs(json.loads(args.child)) if args.child else child_target(json.loads(args.target))
         print(json.dumps(result))
@@ -362,6 +393,19 @@ def main(argv: list[str] | None = None) -> int:
                 f"{r['stopped']} [{verdict}]",
                 flush=True,
             )
+    if not args.quick:
+        print(f"\ninversion target: wall time of a default IDAE.invert of every gse1992 patient to ER-positive vs "
+              f"{INVERT_TARGET_S:.0f} s, beside the linear_state baseline's predict of the same (best of three)")
+        header = f"{'data':<28} {'idae s':>7} {'/ 5 s':>6} {'linear_state s':>14} {'ratio':>6}"
+        print(header)
+        print("-" * len(header))
+        r = run_child("invert", {}, timeout=900, cap=cap)
+        if "error" in r:
+            print(f"{'gse1992':<28} {r['error']}")
+        else:
+            verdict = "ok" if r["idae"] <= INVERT_TARGET_S else "OVER TARGET"
+            print(f"{'gse1992 (' + r['shape'] + ')':<28} {r['idae']:>7.2f} {r['idae'] / INVERT_TARGET_S:>6.2f} "
+                  f"{r['linear_state']:>14.2f} {r['idae'] / r['linear_state']:>5.2f}×  [{verdict}]", flush=True)
     print(f"\nbench took {time.monotonic() - started:.0f} s")
     return 0
 

@@ -4,12 +4,14 @@ hour on 2 cores), so it runs as `make sweep` and writes its tables for notebook 
 
     data/identifiability_sweep.csv    one row per (setting, variant, seed): strong / weak MCC, stage, seconds
     data/identifiability_real.csv     with --real: stability of REAL_VARIANTS on the processed cohort (notebook 01)
+    data/latent_size.csv              with --latent-sizes: the default model at each of LATENT_SIZES on the
+                                      processed cohort: held-out objective, stability, the identifiability condition
     data/identifiability_*.json       beside each table: the command, seeds, versions, thread count and git commit
 
 Notebook 04 re-measures the default and the strongest alternative in its own run.
 
     python scripts/identifiability_sweep.py [--seeds 5] [--out data] [--only NAME ...] [--segments] [--real]
-                                            [--no-cohort] [--update]
+                                            [--latent-sizes] [--no-cohort] [--update]
 
 With --update, the rows of the variants run replace theirs in the existing tables and the others are kept; the
 provenance file then lists each update (command, commit, date, variants) under "updates". `make sweep` runs
@@ -44,6 +46,8 @@ from idae.benchmarks import (
     stability,
 )
 from idae.data import read_processed
+
+LATENT_SIZES = (2, 4, 6, 8, 12)
 
 
 def provenance(argv: list[str], seeds: list[int]) -> dict:
@@ -111,6 +115,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", nargs="*", help="run these variants only (names as in VARIANTS)")
     parser.add_argument("--segments", action="store_true", help="also the segment simulation (slow)")
     parser.add_argument("--real", action="store_true", help="also stability on the processed cohort (data/processed)")
+    parser.add_argument("--latent-sizes", action="store_true",
+                        help="also the default model at each of LATENT_SIZES on the processed cohort")
     parser.add_argument("--no-cohort", action="store_true", help="skip the synthetic cohort")
     parser.add_argument("--update", action="store_true", help="replace only the rows of the variants run")
     args = parser.parse_args(argv)
@@ -147,6 +153,15 @@ def main(argv: list[str] | None = None) -> int:
             real_rows.append({"variant": name, "changes": what, "held-out patients": len(real.genomic_test),
                               **stability(method, real, seeds=args.seeds, resamples=args.seeds, **options)})
         table = write_table(pd.DataFrame(real_rows), out, "identifiability_real", argv, seeds, ["variant"], args.update)
+        print(table.round(3).to_string())
+    if args.latent_sizes:
+        prepared = read_processed(out / "processed")
+        size_rows = []
+        for d in tqdm(LATENT_SIZES, desc="latent sizes on the real cohort"):
+            split = processed_split(prepared, latent_dim=d)
+            size_rows.append({"variant": "default", "latent_dim": d, "held-out patients": len(split.genomic_test),
+                              **stability("idae", split, seeds=args.seeds, resamples=args.seeds)})
+        table = write_table(pd.DataFrame(size_rows), out, "latent_size", argv, seeds, ["latent_dim"], args.update)
         print(table.round(3).to_string())
     return 0
 

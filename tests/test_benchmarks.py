@@ -1,5 +1,7 @@
 """idae.benchmarks: the splits, the one scoring path, and the design sampler it trains with."""
 
+import dataclasses
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -95,3 +97,13 @@ def test_stability_scores_fits_against_each_other(small_split):
     assert set(out) == {"across seeds", "across resampled training sets", "seconds per fit"}
     assert 0 < out["across resampled training sets"] <= 1 and 0 < out["across seeds"] <= 1 + 1e-9
     assert set(benchmarks.REAL_VARIANTS) <= set(benchmarks.VARIANTS)
+
+
+def test_stability_of_idae_reports_its_held_out_objective_and_the_condition(small_split):
+    held = small_split.genomic_test.iloc[:40]
+    with_validation = dataclasses.replace(
+        small_split, validation=(held, small_split.clinical_train.iloc[:40].set_axis(held.index)))
+    out = benchmarks.stability("idae", with_validation, seeds=2, resamples=2, max_epochs=3, encoder_hidden=(8,),
+                               decoder_hidden=(8,))  # fmt: skip
+    assert np.isfinite(out["validation objective"]) and isinstance(out["condition met"], bool)
+    assert "validation objective" not in benchmarks.stability("pca", small_split, seeds=2, resamples=2)
