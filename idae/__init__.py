@@ -10,11 +10,18 @@ __all__ = ["IDAE", "AlignReport", "Aligned", "IdaeError", "IdentifiabilityWarnin
 __version__ = "0.1.0"
 
 
+SUBMODULES = ("datasets", "metrics", "synthetic")  # `idae.metrics.mcc` works after a plain `import idae`
+
+
 def __getattr__(name: str):
-    # load_cohort is imported on first use, so `python -m idae.datasets` does not find its own module
-    # already imported by the package (runpy warns about that).
+    # load_cohort and the submodules are imported on first use, so `python -m idae.datasets` does not find its
+    # own module already imported by the package (runpy warns about that).
     if name == "load_cohort":
         from idae.datasets import load_cohort
 
         return load_cohort
+    if name in SUBMODULES:
+        import importlib
+
+        return importlib.import_module(f"idae.{name}")
     raise AttributeError(f"module 'idae' has no attribute {name!r}")

@@ -1,5 +1,8 @@
 """idae.load_cohort: the two survset breast-cancer cohorts, read offline."""
 
+import subprocess
+import sys
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -129,3 +132,17 @@ def test_default_cohort_is_gse1992(gse1992):
 def test_unknown_cohort_lists_known_names(name):
     with pytest.raises(idae.IdaeError, match=rf"unknown cohort '{name}'; available: \['gse1992', 'gse4335'\]"):
         idae.load_cohort(name)
+
+
+def test_a_plain_import_reaches_the_submodules_users_name():
+    """`import idae` then `idae.datasets` / `idae.synthetic` / `idae.metrics`, in a fresh interpreter (inside pytest
+    other tests have imported them already), each loaded on first use only."""
+    code = (
+        "import sys, idae\n"
+        "assert 'idae.datasets' not in sys.modules\n"
+        "assert callable(idae.datasets.load_cohort) and callable(idae.synthetic.make_cohort)\n"
+        "assert callable(idae.metrics.mcc)\n"
+        "try:\n    idae.nonexistent\nexcept AttributeError as e:\n    print(e)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert "no attribute 'nonexistent'" in out.stdout
