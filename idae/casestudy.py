@@ -16,6 +16,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import seaborn as sns
+from tqdm import tqdm
 
 from idae import metrics
 from idae.errors import IdaeError
@@ -31,15 +32,28 @@ Z90 = 1.6448536269514722  # standard-normal 95% quantile: mean ± Z90·sd is a 9
 
 
 class Ensemble:
-    """Several fitted `IDAE` models (e.g. seeds); `invert` averages their counterfactual profiles."""
+    """Several fitted `IDAE` models; `invert` averages their counterfactual profiles.
 
-    def __init__(self, models: Sequence[IDAE]):
+    fraction: None when every member was fitted on all the training patients (members differ by seed only), or
+    the share of them each member saw (`subagged`: member m on `subsample(..., seed=m, fraction=fraction)`)."""
+
+    def __init__(self, models: Sequence[IDAE], fraction: float | None = None):
         if not models:
             raise IdaeError("an ensemble needs at least one model")
-        self.models = list(models)
+        if fraction is not None and not 0 < fraction < 1:
+            raise IdaeError(f"fraction must be in (0, 1) or None, got {fraction}")
+        self.models, self.fraction = list(models), fraction
 
     def __len__(self) -> int:
         return len(self.models)
+
+    @property
+    def interval_scale(self) -> float:
+        """The factor from the members' spread to the sampling sd of a fit on all n training patients: for
+        members fitted on m = f·n of them drawn without replacement, the spread of a mean-like estimate across
+        subsamples is σ²(1/m − 1/n), its sampling variance on all n is σ²/n, hence sqrt(f / (1 − f))
+        (subsampling: Politis, Romano & Wolf, Subsampling, Springer 1999). 1 for members fitted on all of them."""
+        return 1.0 if self.fraction is None else float(np.sqrt(self.fraction / (1 - self.fraction)))
 
     def profiles(self, genomic: pd.DataFrame, clinical: pd.DataFrame, changes: Any) -> np.ndarray:
         """Each member's counterfactual profiles, stacked: (members, patients, genes)."""
@@ -51,6 +65,43 @@ class Ensemble:
         return pd.DataFrame(self.profiles(genomic, clinical, changes).mean(axis=0), index=genomic.index, columns=genes)
 
     predict = invert  # the baselines' name for the same contract
+
+    def refit_inversion(self, genomic: pd.DataFrame, clinical: pd.DataFrame, **settings: Any) -> Ensemble:
+        """Every member's `IDAE.refit_inversion(...)` on the patients it was fitted on: all of `genomic` and
+        `clinical` (the ensemble's training tables), or member m's subsample of them."""
+        tables = [(genomic, clinical) if self.fraction is None else subsample(genomic, clinical, m, self.fraction)
+                  for m in range(len(self))]  # fmt: skip
+        return Ensemble([m.refit_inversion(g, c, **settings) for m, (g, c) in zip(self.models, tables, strict=True)],
+                        self.fraction)  # fmt: skip
+
+
+def subsample(genomic: pd.DataFrame, clinical: pd.DataFrame, seed: int, fraction: float = 0.8
+              ) -> tuple[pd.DataFrame, pd.DataFrame]:  # fmt: skip
+    """round(fraction · n) of the n patients, drawn without replacement (`numpy.random.default_rng(seed)`): the
+    same rows of both tables, in their original order. Without replacement, so that no patient counts twice in
+    the least-squares fits of the inversion (a bootstrap's repeated rows make their standard errors too small)."""
+    if not genomic.index.equals(clinical.index):
+        raise IdaeError("subsample: genomic and clinical must have the same patients in the same order")
+    if not 0 < fraction < 1:
+        raise IdaeError(f"fraction must be in (0, 1), got {fraction}")
+    size = int(round(fraction * len(genomic)))
+    if size < 2:
+        raise IdaeError(f"a {fraction} subsample of {len(genomic)} patients keeps {size}: too few to fit")
+    rows = np.sort(np.random.default_rng(seed).choice(len(genomic), size, replace=False))
+    return genomic.iloc[rows], clinical.iloc[rows]
+
+
+def subagged(fit: Callable[[pd.DataFrame, pd.DataFrame, int], IDAE], genomic: pd.DataFrame, clinical: pd.DataFrame,
+             members: int = 5, fraction: float = 0.8, progress: bool = True) -> Ensemble:  # fmt: skip
+    """Subagging (Bühlmann & Yu, Annals of Statistics 2002): member m is `fit(g, c, m)` on the subsample
+    `subsample(genomic, clinical, seed=m, fraction=fraction)` (pass m as the model's seed). The members' mean
+    is the prediction; their spread, scaled by `Ensemble.interval_scale`, carries the sampling variability of
+    the training patients as well as that of the optimisation, which seeds alone do not."""
+    if isinstance(members, bool) or not isinstance(members, int) or members < 2:
+        raise IdaeError(f"a subagged ensemble needs at least 2 members, got {members!r}")
+    fitted = [fit(*subsample(genomic, clinical, m, fraction), m)
+              for m in tqdm(range(members), desc="subagged members", disable=not progress)]  # fmt: skip
+    return Ensemble(fitted, fraction)
 
 
 def counterfactuals(
@@ -72,11 +123,14 @@ def counterfactuals(
     return predicted, members
 
 
-def intervals(profiles: np.ndarray, level: float = 0.90) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """Per-cell intervals from an ensemble's (members, n, p) profiles.
+def intervals(profiles: np.ndarray, level: float = 0.90, scale: float = 1.0
+              ) -> dict[str, tuple[np.ndarray, np.ndarray]]:  # fmt: skip
+    """Per-cell intervals from an ensemble's (members, n, p) profiles, its spread widened by `scale`
+    (`Ensemble.interval_scale`).
 
-    "normal": mean ± z·sd across members (sd with ddof=1; z = 1.645 for 90%);
-    "quantile": the empirical (1−level)/2 and (1+level)/2 quantiles across members (linear interpolation).
+    "normal": mean ± z·scale·sd across members (sd with ddof=1; z = 1.645 for 90%);
+    "quantile": mean + scale·(q − mean) for the empirical (1−level)/2 and (1+level)/2 quantiles q across members
+    (linear interpolation).
     """
     if profiles.ndim != 3 or len(profiles) < 2:
         raise IdaeError(f"intervals need (members >= 2, n, p) profiles, got shape {profiles.shape}")
@@ -89,7 +143,8 @@ def intervals(profiles: np.ndarray, level: float = 0.90) -> dict[str, tuple[np.n
     mean, sd = profiles.mean(axis=0), profiles.std(axis=0, ddof=1)
     tail = (1 - level) / 2
     lo, hi = np.quantile(profiles, [tail, 1 - tail], axis=0)
-    return {"normal": (mean - z * sd, mean + z * sd), "quantile": (lo, hi)}
+    return {"normal": (mean - z * scale * sd, mean + z * scale * sd),
+            "quantile": (mean + scale * (lo - mean), mean + scale * (hi - mean))}  # fmt: skip
 
 
 # --------------------------------------------------------------------------------------------------

@@ -320,9 +320,10 @@ class IDAE:
         model and (with `direct_path`, `state_path`) the direct and state paths (`idae.invert`)."""
         c, net = self.config, self.net
         design = self.design.transform(clinical).astype(float)
+        regressors = design if c.inversion == "design" else self.natural_parameters(clinical)
         keep = contrast_columns(self.design)
         self.latent_model = fit_latent_model(
-            self.encode(genomic), self._inversion_regressors(clinical, c.inversion), c.inversion,
+            self.encode(genomic), regressors, c.inversion,
             keep=keep if c.inversion == "design" else None, shrinkage=c.inversion_shrinkage,
         )  # fmt: skip
         effect = np.zeros((design.shape[1], len(self.genes)))
@@ -334,7 +335,7 @@ class IDAE:
         if c.direct_path:
             effect = fit_direct_path(design, residuals, keep)
         if c.state_path:
-            mean, sd = self.latent_model.moments(self._inversion_regressors(clinical, c.inversion))
+            mean, sd = self.latent_model.moments(regressors)
             position = (z.double().cpu().numpy() - mean) / sd
             direction, state_effect = fit_state_path(design, position, residuals, keep)
         net.direct_effect.copy_(torch.as_tensor(effect, dtype=torch.float32))
@@ -432,19 +433,21 @@ class IDAE:
         x = self._tensor(genomic)
         with torch.no_grad():
             codes = net.encode(x)
-            refuse_overflow(net.decode(codes), genomic.index)
+            reconstruction = net.decode(codes)
+        refuse_overflow(reconstruction, genomic.index)
 
         @torch.no_grad()
         def decode(z: np.ndarray) -> np.ndarray:
             return net.decode(torch.as_tensor(z, dtype=torch.float32, device=self.device)).cpu().numpy()
 
-        method = self.latent_model.method
-        old_design, new_design = (self.design.transform(c).astype(float) for c in (clinical, new_clinical))
+        designs = [self.design.transform(c).astype(float) for c in (clinical, new_clinical)]
+        regressors = designs if self.latent_model.method == "design" else [
+            self.natural_parameters(c) for c in (clinical, new_clinical)]  # fmt: skip
         paths = {name: getattr(net, name).double().cpu().numpy()
                  for name in ("direct_effect", "state_direction", "state_effect")}  # fmt: skip
         delta = counterfactual_change(
-            codes.double().cpu().numpy(), decode, self.latent_model, self._inversion_regressors(clinical, method),
-            self._inversion_regressors(new_clinical, method), new_design - old_design, **paths,
+            codes.double().cpu().numpy(), reconstruction.cpu().numpy(), decode, self.latent_model, *regressors,
+            designs[1] - designs[0], **paths,
         )  # fmt: skip
         out = genomic + delta * self.standardizer.scale.to_numpy()
         odd = ~np.isfinite(out.to_numpy()).all(axis=1)
@@ -456,12 +459,6 @@ class IDAE:
                 "trained on for its float32 network"
             )
         return out
-
-    def _inversion_regressors(self, clinical: pd.DataFrame, method: str) -> np.ndarray:
-        """The latent model's regressors for each patient: the design rows or λ(y), (n, q)."""
-        if method == "design":
-            return self.design.transform(clinical).astype(float)
-        return self.natural_parameters(clinical)
 
     # ------------------------------------------------------------------------------------ save/load
 

@@ -161,13 +161,22 @@ def fit_latent_model(z: np.ndarray, regressors: np.ndarray, method: str, keep: n
     return LatentModel(method, mean_coef.tolist(), logvar_coef.tolist())
 
 
+def _shrunk_effects(design_rows: np.ndarray, residuals: np.ndarray, keep: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Least squares of residuals (n, p) on the design columns `keep`, each column's per-gene effects shrunk
+    across genes (`shrink_posterior`): the shrunk effects (q, p) and their posterior probabilities of no effect
+    (q, p); zero effect and probability one on the other columns."""
+    _, coef, se = least_squares(design_rows[:, keep], residuals)
+    effects = np.zeros((design_rows.shape[1], residuals.shape[1]))
+    null = np.ones_like(effects)
+    for j, column in enumerate(keep):
+        effects[column], null[column] = shrink_posterior(coef[j], se[j])
+    return effects, null
+
+
 def fit_direct_path(design_rows: np.ndarray, residuals: np.ndarray, keep: np.ndarray) -> np.ndarray:
     """Per-gene effects (q, p) of the design (n, q) on the decoder's training residuals (n, p), least squares
-    on the columns `keep`, each column's effects shrunk across genes by `shrink`; zero on the other columns."""
-    _, coef, se = least_squares(design_rows[:, keep], residuals)
-    out = np.zeros((design_rows.shape[1], residuals.shape[1]))
-    out[keep] = np.vstack([shrink(c, s) for c, s in zip(coef, se, strict=True)])
-    return out
+    on the columns `keep`, each column's effects shrunk across genes by empirical Bayes; zero on the other columns."""
+    return _shrunk_effects(design_rows, residuals, keep)[0]
 
 
 def fit_state_path(design_rows: np.ndarray, state: np.ndarray, residuals: np.ndarray, keep: np.ndarray,
@@ -186,11 +195,11 @@ def fit_state_path(design_rows: np.ndarray, state: np.ndarray, residuals: np.nda
     d, k = design_rows[:, keep], state.shape[1]
     directions = np.zeros((design_rows.shape[1], k))
     effects = np.zeros((design_rows.shape[1], residuals.shape[1]))
-    _, coef, se = least_squares(d, residuals)
+    null = _shrunk_effects(design_rows, residuals, keep)[1]
     for j, column in enumerate(keep):
         if np.ptp(d[:, j]) == 0:
             continue
-        genes = np.flatnonzero(shrink_posterior(coef[j], se[j])[1] < null_probability)
+        genes = np.flatnonzero(null[column] < null_probability)
         if len(genes) < 2:
             continue
         moved = residuals[:, genes]
@@ -266,6 +275,7 @@ def refuse_overflow(decoded: torch.Tensor, index: pd.Index) -> None:
 
 def counterfactual_change(
     codes: np.ndarray,
+    reconstruction: np.ndarray,
     decode: Callable[[np.ndarray], np.ndarray],
     latent: LatentModel,
     old_regressors: np.ndarray,
@@ -277,13 +287,14 @@ def counterfactual_change(
 ) -> np.ndarray:
     """The change x' - x of the module docstring, in standardised gene units: (n, p).
 
-    codes (n, d): the patients' factors; decode: factors (n, d) -> profiles (n, p), the fitted decoder;
+    codes (n, d): the patients' factors; reconstruction (n, p): their decoded codes; decode: factors (n, d) ->
+    profiles (n, p), the fitted decoder;
     old/new_regressors (n, q'): the latent model's regressors before and after the change; moved (n, q): the
     change of the design rows, D(y') - D(y); direct_effect (q, p), state_direction (q, d), state_effect (q, p):
     the fitted direct and state paths."""
     mean_old, sd_old = latent.moments(old_regressors)
     mean_new, sd_new = latent.moments(new_regressors)
     position = (codes - mean_old) / sd_old  # what is specific to the patient, kept
-    delta = (decode(mean_new + sd_new * position) - decode(codes)).astype(float)
+    delta = (decode(mean_new + sd_new * position) - reconstruction).astype(float)
     along = position @ state_direction.T  # (n, q): u·w_j
     return delta + moved @ direct_effect + (moved * along) @ state_effect

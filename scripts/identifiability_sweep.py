@@ -132,7 +132,7 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out)
     rows = []
     splits: dict[tuple[str, int], object] = {}
-    for setting, name, seed in tqdm(jobs, desc="identifiability sweep"):
+    for setting, name, seed in tqdm(jobs, desc="identifiability sweep", disable=not jobs):
         if (setting, seed) not in splits:
             splits = {(setting, seed): cohort_split(seed) if setting == "cohort" else segments_split(seed)}
         method, options, what = VARIANTS[name]

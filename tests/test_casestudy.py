@@ -6,6 +6,7 @@ from hypothesis import strategies as st
 
 from idae.baselines import fit_inversion
 from idae.casestudy import (
+    Ensemble,
     change_ratio,
     group_effect,
     intervals,
@@ -13,6 +14,8 @@ from idae.casestudy import (
     ranks,
     signature_table,
     stratified_effect,
+    subagged,
+    subsample,
 )
 from idae.errors import IdaeError
 
@@ -26,6 +29,71 @@ def test_intervals_cover_their_nominal_share_of_an_ensemble_drawn_from_the_truth
     assert 0.85 < covered < 0.95
     qlo, qhi = intervals(members)["quantile"]
     assert np.all(qlo < qhi)
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.integers(7, 40), st.integers(0, 2**16), st.floats(0.3, 0.9))
+def test_subsample_draws_distinct_patients_in_order_the_same_rows_of_both_tables(n, seed, fraction):
+    ids = pd.Index([f"p{i}" for i in range(n)], name="patient")
+    genomic = pd.DataFrame(np.arange(n * 3.0).reshape(n, 3), index=ids, columns=["a", "b", "c"])
+    clinical = pd.DataFrame({"er": [["neg", "pos"][i % 2] for i in range(n)], "age": np.arange(n) + 40.0}, index=ids)
+    g, c = subsample(genomic, clinical, seed=seed, fraction=fraction)
+    assert len(g) == round(fraction * n) and g.index.equals(c.index) and g.index.is_unique
+    assert list(g.index) == [i for i in ids if i in set(g.index)]  # original order
+    pd.testing.assert_frame_equal(g, genomic.loc[g.index])
+    pd.testing.assert_frame_equal(c, clinical.loc[g.index])
+    assert subsample(genomic, clinical, seed=seed, fraction=fraction)[0].index.equals(g.index)
+
+
+def test_subsample_refuses_misaligned_tables_and_bad_fractions():
+    genomic = pd.DataFrame(np.zeros((20, 2)), index=[f"p{i}" for i in range(20)])
+    with pytest.raises(IdaeError, match="same patients"):
+        subsample(genomic, genomic.iloc[::-1], seed=0)
+    for fraction in (0.0, 1.0, 1.5):
+        with pytest.raises(IdaeError, match="fraction"):
+            subsample(genomic, genomic, seed=0, fraction=fraction)
+    with pytest.raises(IdaeError, match="too few"):
+        subsample(genomic.iloc[:2], genomic.iloc[:2], seed=0, fraction=0.3)
+
+
+def test_subagged_fits_each_member_on_its_own_subsample_with_its_own_seed():
+    ids = pd.Index([f"p{i}" for i in range(50)])
+    genomic = pd.DataFrame(np.arange(100.0).reshape(50, 2), index=ids)
+    clinical = pd.DataFrame({"y": range(50)}, index=ids)
+    seen = []
+
+    def fit(g, c, seed):
+        seen.append((g.index, seed))
+        return seed
+
+    ensemble = subagged(fit, genomic, clinical, members=3, fraction=0.5, progress=False)
+    assert ensemble.models == [0, 1, 2] and ensemble.fraction == 0.5 and ensemble.interval_scale == 1.0
+    for index, seed in seen:
+        assert len(index) == 25 and index.equals(subsample(genomic, clinical, seed=seed, fraction=0.5)[0].index)
+    assert not seen[0][0].equals(seen[1][0])
+    assert subagged(fit, genomic, clinical, members=2, progress=False).interval_scale == pytest.approx(2.0)
+    with pytest.raises(IdaeError, match="at least 2 members"):
+        subagged(fit, genomic, clinical, members=1)
+
+
+def test_subsample_spread_scaled_estimates_the_sampling_sd_of_the_full_sample_mean():
+    # the mean of n normal draws has sd 1/sqrt(n); the spread of subsample means, scaled, estimates it
+    rng = np.random.default_rng(0)
+    n, fraction = 400, 0.8
+    data = pd.DataFrame(rng.normal(size=(n, 1)))
+    means = [subsample(data, data, seed=m, fraction=fraction)[0].to_numpy().mean() for m in range(300)]
+    scale = Ensemble([0], fraction).interval_scale
+    assert scale * np.std(means, ddof=1) == pytest.approx(1 / np.sqrt(n), rel=0.15)
+
+
+def test_scaled_intervals_widen_about_the_members_mean():
+    rng = np.random.default_rng(1)
+    members = rng.normal(size=(5, 4, 3))
+    for kind, (lo, hi) in intervals(members).items():
+        wide_lo, wide_hi = intervals(members, scale=2.0)[kind]
+        centre = members.mean(axis=0)
+        np.testing.assert_allclose(wide_hi - centre, 2 * (hi - centre))
+        np.testing.assert_allclose(centre - wide_lo, 2 * (centre - lo))
 
 
 def test_intervals_need_two_members():
