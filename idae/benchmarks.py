@@ -27,7 +27,7 @@ import pandas as pd
 
 from idae import unmixing
 from idae.baselines import LATENT_METHODS, fit_latent
-from idae.data import ClinicalDesign, Prepared
+from idae.data import ClinicalDesign, Prepared, subsample
 from idae.errors import IdaeError
 from idae.estimator import IDAE
 from idae.metrics import cross_seed_mcc, mcc, off_diagonal, weak_mcc
@@ -95,10 +95,8 @@ class Split:
 
     def subsample(self, share: float, seed: int) -> Split:
         """The same split with a random `share` of the training patients (seeded): stability under resampling."""
-        rows = np.sort(np.random.default_rng(seed).choice(len(self.genomic_train), size=round(share * len(
-            self.genomic_train)), replace=False))  # fmt: skip
-        return dataclasses.replace(self, genomic_train=self.genomic_train.iloc[rows],
-                                   clinical_train=self.clinical_train.iloc[rows])  # fmt: skip
+        genomic, clinical = subsample(self.genomic_train, self.clinical_train, seed, share)
+        return dataclasses.replace(self, genomic_train=genomic, clinical_train=clinical)
 
 
 def cohort_split(seed: int, n_train: int = 1500, n_test: int = 500, n_genes: int = 600, latent_dim: int = 6,

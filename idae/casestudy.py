@@ -19,6 +19,7 @@ import seaborn as sns
 from tqdm import tqdm
 
 from idae import metrics
+from idae.data import subsample
 from idae.errors import IdaeError
 from idae.estimator import IDAE
 from idae.invert import apply_changes
@@ -73,22 +74,6 @@ class Ensemble:
                   for m in range(len(self))]  # fmt: skip
         return Ensemble([m.refit_inversion(g, c, **settings) for m, (g, c) in zip(self.models, tables, strict=True)],
                         self.fraction)  # fmt: skip
-
-
-def subsample(genomic: pd.DataFrame, clinical: pd.DataFrame, seed: int, fraction: float = 0.8
-              ) -> tuple[pd.DataFrame, pd.DataFrame]:  # fmt: skip
-    """round(fraction · n) of the n patients, drawn without replacement (`numpy.random.default_rng(seed)`): the
-    same rows of both tables, in their original order. Without replacement, so that no patient counts twice in
-    the least-squares fits of the inversion (a bootstrap's repeated rows make their standard errors too small)."""
-    if not genomic.index.equals(clinical.index):
-        raise IdaeError("subsample: genomic and clinical must have the same patients in the same order")
-    if not 0 < fraction < 1:
-        raise IdaeError(f"fraction must be in (0, 1), got {fraction}")
-    size = int(round(fraction * len(genomic)))
-    if size < 2:
-        raise IdaeError(f"a {fraction} subsample of {len(genomic)} patients keeps {size}: too few to fit")
-    rows = np.sort(np.random.default_rng(seed).choice(len(genomic), size, replace=False))
-    return genomic.iloc[rows], clinical.iloc[rows]
 
 
 def subagged(fit: Callable[[pd.DataFrame, pd.DataFrame, int], IDAE], genomic: pd.DataFrame, clinical: pd.DataFrame,

@@ -532,6 +532,23 @@ def stratified_split(
     return labels
 
 
+def subsample(genomic: pd.DataFrame, clinical: pd.DataFrame, seed: int, fraction: float = 0.8
+              ) -> tuple[pd.DataFrame, pd.DataFrame]:  # fmt: skip
+    """round(fraction · n) of the n patients, drawn without replacement (`numpy.random.default_rng(seed)`): the
+    same rows of both tables, in their original order. Without replacement, so that no patient counts twice in
+    the least-squares fits of the inversion (a bootstrap's repeated rows make their standard errors too small).
+    Resampled fits (`idae.casestudy.subagged`, `idae.benchmarks.Split.subsample`) all draw their patients here."""
+    if not genomic.index.equals(clinical.index):
+        raise IdaeError("subsample: genomic and clinical must have the same patients in the same order")
+    if not 0 < fraction < 1:
+        raise IdaeError(f"fraction must be in (0, 1), got {fraction}")
+    size = int(round(fraction * len(genomic)))
+    if size < 2:
+        raise IdaeError(f"a {fraction} subsample of {len(genomic)} patients keeps {size}: too few to fit")
+    rows = np.sort(np.random.default_rng(seed).choice(len(genomic), size, replace=False))
+    return genomic.iloc[rows], clinical.iloc[rows]
+
+
 # --------------------------------------------------------------------------------------------------
 # parameter validation (papermill only warns about unknown names)
 

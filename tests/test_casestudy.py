@@ -15,8 +15,8 @@ from idae.casestudy import (
     signature_table,
     stratified_effect,
     subagged,
-    subsample,
 )
+from idae.data import subsample
 from idae.errors import IdaeError
 
 
