@@ -504,15 +504,15 @@ class LinearShrunk(Linear):
     def fit(self, genomic: pd.DataFrame, clinical: pd.DataFrame) -> LinearShrunk:
         InversionBaseline.fit(self, genomic, clinical)
         design = self.design.transform(self.clinical).astype(float)
-        self.coef = fit_direct_path(design, self.x.to_numpy(), contrast_columns(self.design))
+        self.coef, self.null = fit_direct_path(design, self.x.to_numpy(), contrast_columns(self.design))
         return self
 
 
 class LinearState(LinearShrunk):
     """Per-gene regression on the design and on design × patient state, x' = x + ΔD B + Σ_j ΔD_j (s·w_j) c_j,
     where the state s is the patient's first `components` whitened principal components (PCA of the training
-    genes). B from `linear_shrunk`; the directions w_j and slopes c_j from `idae.invert.fit_state_path` on the
-    genes, the same estimator as idae's state path."""
+    genes). B (and which genes each column moves) from `linear_shrunk`; the directions w_j and slopes c_j from
+    `idae.invert.fit_state_path` on the genes, the same estimator as idae's state path."""
 
     method = "linear_state"
 
@@ -524,7 +524,8 @@ class LinearState(LinearShrunk):
         x = self.x.to_numpy()
         design = self.design.transform(self.clinical).astype(float)
         self.loadings = _whitened_loadings(x, self.mean, self.components)
-        self.directions, self.slopes = fit_state_path(design, self.state(x), x, contrast_columns(self.design))
+        keep = contrast_columns(self.design)
+        self.directions, self.slopes = fit_state_path(design, self.state(x), x, keep, self.null)
         return self
 
     def state(self, x: np.ndarray) -> np.ndarray:

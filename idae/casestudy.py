@@ -36,14 +36,18 @@ class Ensemble:
     """Several fitted `IDAE` models; `invert` averages their counterfactual profiles.
 
     fraction: None when every member was fitted on all the training patients (members differ by seed only), or
-    the share of them each member saw (`subagged`: member m on `subsample(..., seed=m, fraction=fraction)`)."""
+    the share of them each member saw (`subagged`); patients: then, per member, the IDs of the patients it saw."""
 
-    def __init__(self, models: Sequence[IDAE], fraction: float | None = None):
+    def __init__(self, models: Sequence[IDAE], fraction: float | None = None,
+                 patients: Sequence[pd.Index] | None = None):  # fmt: skip
         if not models:
             raise IdaeError("an ensemble needs at least one model")
         if fraction is not None and not 0 < fraction < 1:
             raise IdaeError(f"fraction must be in (0, 1) or None, got {fraction}")
+        if (fraction is None) != (patients is None) or (patients is not None and len(patients) != len(models)):
+            raise IdaeError("give an ensemble of subsampled members both its fraction and each member's patients")
         self.models, self.fraction = list(models), fraction
+        self.patients = None if patients is None else [pd.Index(p) for p in patients]
 
     def __len__(self) -> int:
         return len(self.models)
@@ -69,11 +73,17 @@ class Ensemble:
 
     def refit_inversion(self, genomic: pd.DataFrame, clinical: pd.DataFrame, **settings: Any) -> Ensemble:
         """Every member's `IDAE.refit_inversion(...)` on the patients it was fitted on: all of `genomic` and
-        `clinical` (the ensemble's training tables), or member m's subsample of them."""
-        tables = [(genomic, clinical) if self.fraction is None else subsample(genomic, clinical, m, self.fraction)
-                  for m in range(len(self))]  # fmt: skip
-        return Ensemble([m.refit_inversion(g, c, **settings) for m, (g, c) in zip(self.models, tables, strict=True)],
-                        self.fraction)  # fmt: skip
+        `clinical` (the ensemble's training tables), or the rows of member m's `patients`."""
+        if self.patients is None:
+            tables = [(genomic, clinical)] * len(self)
+        else:
+            absent = [p for member in self.patients for p in member.difference(genomic.index)]
+            if absent:
+                raise IdaeError(f"genomic lacks patients the members were fitted on, e.g. {absent[:5]}: pass the "
+                                "ensemble's training tables")  # fmt: skip
+            tables = [(genomic.loc[p], clinical.loc[p]) for p in self.patients]
+        refitted = [m.refit_inversion(g, c, **settings) for m, (g, c) in zip(self.models, tables, strict=True)]
+        return Ensemble(refitted, self.fraction, self.patients)
 
 
 def subagged(fit: Callable[[pd.DataFrame, pd.DataFrame, int], IDAE], genomic: pd.DataFrame, clinical: pd.DataFrame,
@@ -84,9 +94,9 @@ def subagged(fit: Callable[[pd.DataFrame, pd.DataFrame, int], IDAE], genomic: pd
     the training patients as well as that of the optimisation, which seeds alone do not."""
     if isinstance(members, bool) or not isinstance(members, int) or members < 2:
         raise IdaeError(f"a subagged ensemble needs at least 2 members, got {members!r}")
-    fitted = [fit(*subsample(genomic, clinical, m, fraction), m)
-              for m in tqdm(range(members), desc="subagged members", disable=not progress)]  # fmt: skip
-    return Ensemble(fitted, fraction)
+    tables = [subsample(genomic, clinical, m, fraction) for m in range(members)]
+    fitted = [fit(g, c, m) for m, (g, c) in enumerate(tqdm(tables, desc="subagged members", disable=not progress))]
+    return Ensemble(fitted, fraction, [g.index for g, _ in tables])
 
 
 def counterfactuals(

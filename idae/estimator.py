@@ -32,6 +32,7 @@ from idae.invert import (
     fit_direct_path,
     fit_latent_model,
     fit_state_path,
+    interaction_candidates,
     refuse_overflow,
 )
 from idae.metrics import ConditionReport, condition_check
@@ -39,8 +40,8 @@ from idae.model import AUGMENTATIONS, HEADS, IDAENet
 from idae.train import OBJECTIVES, History, checkpoint_path, fingerprint, resolve_device, seed_everything, train
 
 WEIGHTS, CONFIG = "weights.pt", "config.json"
-FORMAT_VERSION = 5  # 2: config.json records the SHA-256 of weights.pt; 3: projection, heads, linear stage;
-# 4: the inversion's direct path and shrunk latent model; 5: the inversion's state path
+FORMAT_VERSION = 6  # 2: config.json records the SHA-256 of weights.pt; 3: projection, heads, linear stage;
+# 4: the inversion's direct path and shrunk latent model; 5: the inversion's state path; 6: latent interactions
 
 
 def statistics_per_factor(head: str, linear_stage: bool, augmentation: tuple[str, ...] | list[str]) -> int:
@@ -79,6 +80,7 @@ class Config:
     missing_weight: float = 0.5  # a patient with every clinical cell missing counts 1 - this
     inversion: str = "design"  # regressors of the factors' clinical model: "design" or "energy"
     inversion_shrinkage: bool = True  # empirical-Bayes shrinkage of that model's coefficients (idae.invert)
+    latent_interactions: bool = True  # ... and products of two clinical columns where a test keeps them
     direct_path: bool = True  # inversion also moves genes by the clinical effects the factors do not carry
     state_path: bool = True  # ... and by the part of those effects that depends on the patient's position
     device: str = "auto"
@@ -97,7 +99,7 @@ class Config:
         if isinstance(value, bool) or not isinstance(value, int) or value < 0:
             raise IdaeError(f"components_per_factor must be a non-negative integer, got {value!r}")
         for name in ("spectral_norm", "linear_stage", "detach_decoder", "progress", "inversion_shrinkage",
-                     "direct_path", "state_path"):
+                     "latent_interactions", "direct_path", "state_path"):
             if not isinstance(getattr(self, name), bool):
                 raise IdaeError(f"{name} must be True or False, got {getattr(self, name)!r}")
         if self.objective not in OBJECTIVES:
@@ -322,9 +324,11 @@ class IDAE:
         design = self.design.transform(clinical).astype(float)
         regressors = design if c.inversion == "design" else self.natural_parameters(clinical)
         keep = contrast_columns(self.design)
+        by_design = c.inversion == "design"
         self.latent_model = fit_latent_model(
-            self.encode(genomic), regressors, c.inversion,
-            keep=keep if c.inversion == "design" else None, shrinkage=c.inversion_shrinkage,
+            self.encode(genomic), regressors, c.inversion, keep=keep if by_design else None,
+            shrinkage=c.inversion_shrinkage,
+            candidates=interaction_candidates(self.design) if by_design and c.latent_interactions else None,
         )  # fmt: skip
         effect = np.zeros((design.shape[1], len(self.genes)))
         direction, state_effect = np.zeros((design.shape[1], c.latent_dim)), effect.copy()
@@ -332,23 +336,25 @@ class IDAE:
             x = self._tensor(genomic)
             z = net.encode(x)
             residuals = (x - net.decode(z)).double().cpu().numpy()
+            shrunk, null = fit_direct_path(design, residuals, keep)
         if c.direct_path:
-            effect = fit_direct_path(design, residuals, keep)
+            effect = shrunk
         if c.state_path:
             mean, sd = self.latent_model.moments(regressors)
             position = (z.double().cpu().numpy() - mean) / sd
-            direction, state_effect = fit_state_path(design, position, residuals, keep)
+            direction, state_effect = fit_state_path(design, position, residuals, keep, null)
         net.direct_effect.copy_(torch.as_tensor(effect, dtype=torch.float32))
         net.state_direction.copy_(torch.as_tensor(direction, dtype=torch.float32))
         net.state_effect.copy_(torch.as_tensor(state_effect, dtype=torch.float32))
 
     def refit_inversion(self, genomic: pd.DataFrame, clinical: pd.DataFrame, **settings: Any) -> IDAE:
         """A copy of this fitted model with the inversion `settings` changed (`inversion`, `inversion_shrinkage`,
-        `direct_path`, `state_path`) and its inversion refitted on `genomic` (patients × genes) and `clinical`:
-        pass the patients the model was trained on. Inversion is fitted after training, so the copy is the model
-        `fit` would have returned with those settings, without training again."""
+        `latent_interactions`, `direct_path`, `state_path`) and its inversion refitted on `genomic` (patients ×
+        genes) and `clinical`: pass the patients the model was trained on. Inversion is fitted after training, so
+        the copy is the model `fit` would have returned with those settings, without training again."""
         self._check_fitted()
-        unknown = sorted(set(settings) - {"inversion", "inversion_shrinkage", "direct_path", "state_path"})
+        allowed = {"inversion", "inversion_shrinkage", "latent_interactions", "direct_path", "state_path"}
+        unknown = sorted(set(settings) - allowed)
         if unknown:
             raise IdaeError(f"refit_inversion changes inversion settings only, not {unknown}")
         config = dataclasses.replace(self.config, **settings)
@@ -754,10 +760,17 @@ def _check_payload(payload: Any, where: str) -> None:
     width = sum(len(v) for v in levels.values()) + len(numeric) + len(columns)
     n_terms = statistics_per_factor(config["head"], config["linear_stage"], config["augmentation"])
     n_regressors = width if latent["method"] == "design" else config["latent_dim"] * n_terms
+    pairs = latent["interactions"]
+    if not isinstance(pairs, list) or any(
+        not isinstance(pair, list) or len(pair) != 2 or not all(type(i) is int and 0 <= i < n_regressors for i in pair)
+        for pair in pairs
+    ):
+        raise fail(f"latent_model interactions must be a list of pairs of regressor indices below {n_regressors}")
     for name in ("mean_coef", "logvar_coef"):
         rows = latent[name]
-        if not isinstance(rows, list) or len(rows) != 1 + n_regressors:
-            raise fail(f"latent_model {name} must have {1 + n_regressors} rows (1 + the regressors)")
+        if not isinstance(rows, list) or len(rows) != 1 + n_regressors + len(pairs):
+            raise fail(f"latent_model {name} must have {1 + n_regressors + len(pairs)} rows (1 + the regressors "
+                       "+ the interactions)")  # fmt: skip
         for row in rows:
             numbers(row, f"latent_model {name} rows", config["latent_dim"])
 

@@ -11,7 +11,10 @@ that patient, and the counterfactual keeps u:
 "energy" (the natural parameters λ(y)), fitted per factor on the training patients. With `shrinkage`
 their least-squares coefficients are shrunk by empirical Bayes (`shrink`), so a clinical column that
 does not move the factors does not move the prediction: with a hundred patients the unshrunk
-coefficients of such a column are noise, which the decoder spreads over every gene.
+coefficients of such a column are noise, which the decoder spreads over every gene. A clinical effect
+on a factor can depend on another clinical column (the ER effect on a grade-3 tumour is not the ER
+effect on a grade-1 one), so μ also takes products of two design columns, each only for the factors
+where a test says it moves them (`select_interactions`): a product the data do not support stays out.
 
 The decoder maps the move to genes; a direct path adds what the factors do not carry: the per-gene
 least-squares effect of the clinical design on the decoder's training residuals, shrunk the same way
@@ -32,6 +35,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 import torch
+from scipy import stats
 
 from idae.data import check_table
 from idae.errors import IdaeError
@@ -44,15 +48,24 @@ METHODS = ("design", "energy")
 
 @dataclasses.dataclass
 class LatentModel:
-    """Per-factor heteroscedastic linear model: z_j ~ N(a_j + b_jᵀr, exp(c_j + e_jᵀr)) for regressors r."""
+    """Per-factor heteroscedastic linear model: z_j ~ N(a_j + b_jᵀr, exp(c_j + e_jᵀr)) for the features r:
+    the regressors, then the products of the regressor pairs `interactions`."""
 
     method: str
-    mean_coef: list[list[float]]  # (1 + regressors, d)
-    logvar_coef: list[list[float]]  # (1 + regressors, d)
+    mean_coef: list[list[float]]  # (1 + features, d)
+    logvar_coef: list[list[float]]  # (1 + features, d)
+    interactions: list[list[int]] = dataclasses.field(default_factory=list)  # regressor column pairs
+
+    def features(self, regressors: np.ndarray) -> np.ndarray:
+        """(n, q) regressors -> (n, q + interactions) features."""
+        if not self.interactions:
+            return regressors
+        pairs = np.asarray(self.interactions)
+        return np.column_stack([regressors, regressors[:, pairs[:, 0]] * regressors[:, pairs[:, 1]]])
 
     def moments(self, regressors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(mean, sd), each (n, d)."""
-        r = np.column_stack([np.ones(len(regressors)), regressors])
+        """(mean, sd), each (n, d), for regressors (n, q)."""
+        r = np.column_stack([np.ones(len(regressors)), self.features(regressors)])
         mean = r @ np.asarray(self.mean_coef)
         # clip: extrapolating a log-variance to unseen combinations must not blow up a factor
         logvar = np.clip(r @ np.asarray(self.logvar_coef), -8.0, 8.0)
@@ -113,15 +126,54 @@ def least_squares(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray,
     return coef[0], coef[1:], se[1:]
 
 
-def contrast_columns(design: ClinicalDesign) -> np.ndarray:
-    """Indices of the design columns a regression keeps: every level but the first of each categorical column
-    (one-hot rows sum to one, so the first level is the intercept's), every numeric column and missing flag."""
-    keep, start = [], 0
+def _contrast_blocks(design: ClinicalDesign) -> list[list[int]]:
+    """Per clinical column, the indices of its design columns a regression keeps: every level but the first of a
+    categorical column (one-hot rows sum to one, so the first level is the intercept's), or the numeric column."""
+    blocks, start = [], 0
     for col in design.columns:
         width = len(design.levels[col]) if col in design.levels else 1
-        keep += list(range(start + (col in design.levels), start + width))
+        blocks.append(list(range(start + (col in design.levels), start + width)))
         start += width
+    return blocks
+
+
+def contrast_columns(design: ClinicalDesign) -> np.ndarray:
+    """Indices of the design columns a regression keeps: the contrasts of every clinical column
+    (`_contrast_blocks`), then every missing flag."""
+    keep = [i for block in _contrast_blocks(design) for i in block]
+    start = sum(len(design.levels[c]) if c in design.levels else 1 for c in design.columns)
     return np.asarray(keep + list(range(start, start + len(design.columns))), dtype=int)
+
+
+def interaction_candidates(design: ClinicalDesign) -> list[list[int]]:
+    """Pairs of design columns whose product may enter the latent model: contrasts of two different clinical
+    columns (missing flags excluded)."""
+    blocks = _contrast_blocks(design)
+    return [[a, b] for i, first in enumerate(blocks) for second in blocks[i + 1 :] for a in first for b in second]
+
+
+def select_interactions(z: np.ndarray, regressors: np.ndarray, keep: np.ndarray, candidates: list[list[int]],
+                        fdr: float = 0.05) -> np.ndarray:  # fmt: skip
+    """Which products move which factors: (candidates, d) booleans. For each candidate product of two regressor
+    columns and each factor of z (n, d), the t-test of the product added to the least squares of the factor on
+    the regressors `keep`; Benjamini–Hochberg across all (product, factor) cells at false discovery rate `fdr`.
+    Products constant over the patients are never selected."""
+    base = regressors[:, keep]
+    p_values = np.ones((len(candidates), z.shape[1]))
+    for i, (a, b) in enumerate(candidates):
+        product = regressors[:, a] * regressors[:, b]
+        if np.ptp(product) == 0:
+            continue
+        x = np.column_stack([base, product])
+        _, coef, se = least_squares(x, z)
+        dof = max(1, len(z) - np.linalg.matrix_rank(np.column_stack([np.ones(len(x)), x])))
+        p_values[i] = 2 * stats.t.sf(np.abs(coef[-1]) / np.maximum(se[-1], 1e-12), dof)
+    flat = p_values.ravel()
+    order = np.argsort(flat)
+    passed = flat[order] <= fdr * np.arange(1, len(flat) + 1) / max(len(flat), 1)
+    selected = np.zeros(len(flat), dtype=bool)
+    selected[order[: (np.flatnonzero(passed)[-1] + 1 if passed.any() else 0)]] = True
+    return selected.reshape(p_values.shape)
 
 
 # E[log ε²] = log σ² - 1.27 and var(log ε²) = π²/2 for Gaussian ε: a log-residual fit is a fit of log σ².
@@ -129,42 +181,70 @@ LOG_CHI2_OFFSET, LOG_CHI2_VAR = 1.27, np.pi**2 / 2
 
 
 def fit_latent_model(z: np.ndarray, regressors: np.ndarray, method: str, keep: np.ndarray | None = None,
-                     shrinkage: bool = True, alpha: float = 1e-2) -> LatentModel:  # fmt: skip
+                     shrinkage: bool = True, alpha: float = 1e-2,
+                     candidates: list[list[int]] | None = None) -> LatentModel:  # fmt: skip
     """Fit μ(y) and log σ²(y) of the factors on training codes z (n, d) and regressors (n, q).
 
-    `shrinkage`: least squares on the regressors `keep` (default all), every coefficient shrunk by empirical
-    Bayes across the factors and regressors (`shrink`); the others get zero. Without it: ridge with `alpha`."""
-    q = regressors.shape[1]
+    `shrinkage`: least squares on the regressors `keep` (default all), and for μ the products among `candidates`
+    that `select_interactions` keeps for each factor; every coefficient shrunk by empirical Bayes across the
+    factors and features (`shrink`); the others get zero. Without it: ridge with `alpha` on the regressors."""
+    q, d = regressors.shape[1], z.shape[1]
     if not shrinkage:
         mean_coef = _ridge(regressors, z, alpha)
         resid = z - np.column_stack([np.ones(len(z)), regressors]) @ mean_coef
         logvar_coef = _ridge(regressors, np.log(resid**2 + 1e-8) + LOG_CHI2_OFFSET, alpha * 10)
         return LatentModel(method, mean_coef.tolist(), logvar_coef.tolist())
     keep = np.arange(q) if keep is None else keep
-    x = regressors[:, keep]
+    selected = select_interactions(z, regressors, keep, candidates or [])
+    used = np.flatnonzero(selected.any(axis=1))
+    model = LatentModel(method, [], [], [list(map(int, candidates[i])) for i in used])
+    features = model.features(regressors)
 
-    def shrunk(target: np.ndarray, se: np.ndarray | None = None) -> np.ndarray:
-        _, coef, se_ls = least_squares(x, target)
+    def shrunk(target: np.ndarray, columns: list[np.ndarray], known_var: float | None = None) -> np.ndarray:
+        """Least squares of each target column j on the features columns[j], all coefficients shrunk together:
+        (1 + features, d). With `known_var` the noise variance is known, so the standard errors need no estimate."""
+        fits = []
+        for j, cols in enumerate(columns):
+            x = features[:, cols]
+            _, coef, se = least_squares(x, target[:, j : j + 1])
+            if known_var is not None:
+                x1 = np.column_stack([np.ones(len(x)), x])
+                # a constant column gives a tiny negative diagonal
+                se = np.sqrt(np.maximum(np.diag(np.linalg.pinv(x1.T @ x1))[1:], 0.0) * known_var)[:, None]
+            fits.append((coef[:, 0], se[:, 0]))
         # a few dozen coefficients, not thousands: the mixture weights by plain maximum likelihood
-        coef = shrink(coef.ravel(), (se_ls if se is None else se).ravel(), null_weight=1.0).reshape(coef.shape)
-        full = np.zeros((1 + q, target.shape[1]))
-        full[0], full[1 + keep] = target.mean(axis=0) - x.mean(axis=0) @ coef, coef
+        coef = np.concatenate([c for c, _ in fits])
+        coef = shrink(coef, np.concatenate([se for _, se in fits]), null_weight=1.0)
+        full, start = np.zeros((1 + features.shape[1], d)), 0
+        for j, cols in enumerate(columns):
+            full[1 + cols, j] = coef[start : start + len(cols)]
+            full[0, j] = target[:, j].mean() - features[:, cols].mean(axis=0) @ full[1 + cols, j]
+            start += len(cols)
         return full
 
-    mean_coef = shrunk(z)
-    resid = z - np.column_stack([np.ones(len(z)), regressors]) @ mean_coef
-    # the log-residual's noise variance is known (π²/2), so its standard errors need no estimate
-    x1 = np.column_stack([np.ones(len(x)), x])
-    inverse_gram = np.maximum(np.diag(np.linalg.pinv(x1.T @ x1))[1:], 0.0)  # a constant column: tiny negative
-    logvar_se = np.sqrt(np.outer(inverse_gram, np.full(z.shape[1], LOG_CHI2_VAR)))
-    logvar_coef = shrunk(np.log(resid**2 + 1e-8) + LOG_CHI2_OFFSET, logvar_se)
-    return LatentModel(method, mean_coef.tolist(), logvar_coef.tolist())
+    rank = lambda cols: np.linalg.matrix_rank(np.column_stack([np.ones(len(z)), features[:, cols]]))  # noqa: E731
+    mean_columns = []
+    for j in range(d):
+        cols = list(keep)
+        for u in np.flatnonzero(selected[used, j]):
+            # a product the others already span (a column's products with every level of another, when some pair
+            # of levels has no patient) would leave the coefficients arbitrary: skip it
+            if rank(cols + [q + u]) > rank(cols):
+                cols.append(q + u)
+        mean_columns.append(np.asarray(cols, dtype=int))
+    model.mean_coef = shrunk(z, mean_columns).tolist()
+    resid = z - np.column_stack([np.ones(len(z)), features]) @ np.asarray(model.mean_coef)
+    # the log-residual's noise variance is known (π²/2)
+    logvar = shrunk(np.log(resid**2 + 1e-8) + LOG_CHI2_OFFSET, [keep] * d, known_var=LOG_CHI2_VAR)
+    model.logvar_coef = logvar.tolist()
+    return model
 
 
-def _shrunk_effects(design_rows: np.ndarray, residuals: np.ndarray, keep: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Least squares of residuals (n, p) on the design columns `keep`, each column's per-gene effects shrunk
-    across genes (`shrink_posterior`): the shrunk effects (q, p) and their posterior probabilities of no effect
-    (q, p); zero effect and probability one on the other columns."""
+def fit_direct_path(design_rows: np.ndarray, residuals: np.ndarray, keep: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-gene effects of the design (n, q) on the decoder's training residuals (n, p): least squares on the
+    columns `keep`, each column's effects shrunk across genes by empirical Bayes (`shrink_posterior`). Returns the
+    shrunk effects (q, p) and their posterior probabilities of no effect (q, p); zero effect and probability one
+    on the other columns."""
     _, coef, se = least_squares(design_rows[:, keep], residuals)
     effects = np.zeros((design_rows.shape[1], residuals.shape[1]))
     null = np.ones_like(effects)
@@ -173,29 +253,22 @@ def _shrunk_effects(design_rows: np.ndarray, residuals: np.ndarray, keep: np.nda
     return effects, null
 
 
-def fit_direct_path(design_rows: np.ndarray, residuals: np.ndarray, keep: np.ndarray) -> np.ndarray:
-    """Per-gene effects (q, p) of the design (n, q) on the decoder's training residuals (n, p), least squares
-    on the columns `keep`, each column's effects shrunk across genes by empirical Bayes; zero on the other columns."""
-    return _shrunk_effects(design_rows, residuals, keep)[0]
-
-
 def fit_state_path(design_rows: np.ndarray, state: np.ndarray, residuals: np.ndarray, keep: np.ndarray,
-                   null_probability: float = 0.5) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+                   null: np.ndarray, null_probability: float = 0.5) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
     """Effects of each design column that depend on the patient's state: for column j, a direction w_j (k,) in
     the state space and per-gene effects c_j (p,), so that a patient with state s (k,) whose column j moves by
     Δd_j moves by Δd_j (s·w_j) c_j. Returns directions (q, k) and effects (q, p), zero on the columns not in
     `keep` and on columns that move no gene.
 
     Fitted on design rows (n, q), states (n, k) and residuals (n, p), with the hierarchy principle of
-    interaction models: a column's effect varies with the state only on the genes it moves at all (posterior
-    probability of no effect below `null_probability` in its own least-squares fit, shrunk as
-    `fit_direct_path` does). On those genes, w_j is the leading left singular vector of the t-statistics of
+    interaction models: a column's effect varies with the state only on the genes it moves at all (`null`, the
+    posterior probabilities of no effect (q, p) from `fit_direct_path` on the same residuals, below
+    `null_probability`). On those genes, w_j is the leading left singular vector of the t-statistics of
     the full design × state interaction (k × genes): one direction, since a hundred patients cannot support
     k free slopes per gene; c_j is then one slope per gene on d_j (s·w_j), shrunk across genes."""
     d, k = design_rows[:, keep], state.shape[1]
     directions = np.zeros((design_rows.shape[1], k))
     effects = np.zeros((design_rows.shape[1], residuals.shape[1]))
-    null = _shrunk_effects(design_rows, residuals, keep)[1]
     for j, column in enumerate(keep):
         if np.ptp(d[:, j]) == 0:
             continue

@@ -68,12 +68,40 @@ def test_subagged_fits_each_member_on_its_own_subsample_with_its_own_seed():
 
     ensemble = subagged(fit, genomic, clinical, members=3, fraction=0.5, progress=False)
     assert ensemble.models == [0, 1, 2] and ensemble.fraction == 0.5 and ensemble.interval_scale == 1.0
-    for index, seed in seen:
+    for (index, seed), kept in zip(seen, ensemble.patients, strict=True):
         assert len(index) == 25 and index.equals(subsample(genomic, clinical, seed=seed, fraction=0.5)[0].index)
+        assert kept.equals(index)
     assert not seen[0][0].equals(seen[1][0])
     assert subagged(fit, genomic, clinical, members=2, progress=False).interval_scale == pytest.approx(2.0)
     with pytest.raises(IdaeError, match="at least 2 members"):
         subagged(fit, genomic, clinical, members=1)
+
+
+class _Member:
+    """Stands for a fitted model: records the patients its inversion is refitted on."""
+
+    def __init__(self):
+        self.refitted_on = None
+
+    def refit_inversion(self, genomic, clinical, **settings):
+        out = _Member()
+        out.refitted_on = (genomic.index, clinical.index, settings)
+        return out
+
+
+def test_refit_inversion_gives_each_subagged_member_the_patients_it_was_fitted_on():
+    ids = pd.Index([f"p{i}" for i in range(40)])
+    genomic, clinical = pd.DataFrame(np.zeros((40, 2)), index=ids), pd.DataFrame({"y": range(40)}, index=ids)
+    ensemble = subagged(lambda g, c, seed: _Member(), genomic, clinical, members=3, progress=False)
+    refitted = ensemble.refit_inversion(genomic.iloc[::-1], clinical.iloc[::-1], state_path=False)
+    assert refitted.fraction == ensemble.fraction
+    for member, patients in zip(refitted.models, ensemble.patients, strict=True):
+        g_index, c_index, settings = member.refitted_on
+        assert g_index.equals(patients) and c_index.equals(patients) and settings == {"state_path": False}
+    with pytest.raises(IdaeError, match="lacks patients the members were fitted on"):
+        ensemble.refit_inversion(genomic.iloc[:10], clinical.iloc[:10])
+    with pytest.raises(IdaeError, match="both its fraction and each member's patients"):
+        Ensemble([_Member()], 0.8)
 
 
 def test_subsample_spread_scaled_estimates_the_sampling_sd_of_the_full_sample_mean():
@@ -82,7 +110,7 @@ def test_subsample_spread_scaled_estimates_the_sampling_sd_of_the_full_sample_me
     n, fraction = 400, 0.8
     data = pd.DataFrame(rng.normal(size=(n, 1)))
     means = [subsample(data, data, seed=m, fraction=fraction)[0].to_numpy().mean() for m in range(300)]
-    scale = Ensemble([0], fraction).interval_scale
+    scale = Ensemble([0], fraction, [data.index]).interval_scale
     assert scale * np.std(means, ddof=1) == pytest.approx(1 / np.sqrt(n), rel=0.15)
 
 

@@ -17,7 +17,9 @@ from idae.invert import (
     fit_direct_path,
     fit_latent_model,
     fit_state_path,
+    interaction_candidates,
     least_squares,
+    select_interactions,
     shrink,
     shrink_posterior,
 )
@@ -90,6 +92,71 @@ def test_the_shrunk_latent_model_keeps_a_real_effect_and_drops_an_unrelated_colu
     assert np.abs(np.delete(logvar[1:], 1)).max() < 0.3  # every other log-variance effect is noise
 
 
+def test_interaction_candidates_pair_contrasts_of_different_columns_without_missing_flags():
+    clinical = pd.DataFrame({"grade": pd.Categorical(["1", "2", "3", "2"]), "age": [50.0, 60.0, np.nan, 40.0],
+                             "er": pd.Categorical(["neg", "pos", "pos", "neg"])})  # fmt: skip
+    design = ClinicalDesign.fit(clinical)
+    names = design.feature_names()
+    pairs = [(names[a], names[b]) for a, b in interaction_candidates(design)]
+    assert pairs == [("grade=2", "age"), ("grade=3", "age"), ("grade=2", "er=pos"), ("grade=3", "er=pos"),
+                     ("age", "er=pos")]  # fmt: skip
+
+
+def _two_flags(seed: int, n: int, interaction: float) -> tuple[np.ndarray, np.ndarray]:
+    """Regressors [a, b, noise] (n, 3) and factors (n, 3): a and b move factor 0, and their product by `interaction`."""
+    rng = np.random.default_rng(seed)
+    regressors = np.column_stack([rng.integers(0, 2, (n, 2)), rng.normal(size=n)]).astype(float)
+    z = rng.normal(size=(n, 3))
+    z[:, 0] += regressors[:, 0] - regressors[:, 1] + interaction * regressors[:, 0] * regressors[:, 1]
+    return regressors, z
+
+
+def test_select_interactions_keeps_a_real_product_on_its_factor_only():
+    regressors, z = _two_flags(0, 600, interaction=1.5)
+    selected = select_interactions(z, regressors, np.arange(3), [[0, 1], [0, 2], [1, 2]])
+    assert selected.shape == (3, 3)
+    assert selected[0, 0] and selected.sum() == 1
+
+
+@settings(max_examples=20, deadline=None)
+@given(seed=st.integers(0, 10_000))
+def test_select_interactions_rarely_keeps_a_product_without_effect(seed):
+    """No product moves any factor: at a 5% false discovery rate nothing is kept in most cohorts, and never more
+    than one cell."""
+    regressors, z = _two_flags(seed, 300, interaction=0.0)
+    assert select_interactions(z, regressors, np.arange(3), [[0, 1], [0, 2], [1, 2]]).sum() <= 1
+
+
+def test_the_shrunk_latent_model_carries_a_selected_interaction_into_its_mean():
+    regressors, z = _two_flags(1, 600, interaction=1.5)
+    with_products = fit_latent_model(z, regressors, "design", candidates=[[0, 1], [0, 2], [1, 2]])
+    without = fit_latent_model(z, regressors, "design")
+    assert with_products.interactions == [[0, 1]]
+    assert np.asarray(with_products.mean_coef).shape == (5, 3)  # intercept, 3 regressors, 1 product
+    # flip a for a patient without b (true move 1.0) and one with b (1.0 + 1.5)
+    before, after = np.array([[0.0, 0.0, 0.0], [0.0, 1.0, 0.0]]), np.array([[1.0, 0.0, 0.0], [1.0, 1.0, 0.0]])
+    move = lambda model: model.moments(after)[0][:, 0] - model.moments(before)[0][:, 0]  # noqa: E731
+    np.testing.assert_allclose(move(with_products), [1.0, 2.5], atol=0.25)
+    assert np.abs(move(without) - [1.0, 2.5]).min() > 0.5  # main effects alone give both the average move
+
+
+def test_a_product_the_others_span_is_skipped_and_the_flip_stays_estimable():
+    """No er=0 patient has grade 1 (as in GSE1992), so er, er·g2 and er·g3 span one column too many: one
+    product is skipped and the ER flip of a grade-3 patient is still the difference of its two cells."""
+    rng = np.random.default_rng(4)
+    n = 900
+    grade = rng.integers(1, 4, n)
+    er = np.where(grade == 1, 1, rng.integers(0, 2, n)).astype(float)
+    regressors = np.column_stack([grade == 2, grade == 3, er]).astype(float)
+    z = rng.normal(size=(n, 2))
+    z[:, 0] += 1.0 * er + 1.5 * er * regressors[:, 0] - 1.5 * er * regressors[:, 1]
+    model = fit_latent_model(z, regressors, "design", candidates=[[0, 2], [1, 2]])
+    mean = np.asarray(model.mean_coef)
+    assert model.interactions == [[0, 2], [1, 2]] and (mean[4:, 0] != 0).sum() == 1
+    flip = model.moments(np.array([[0.0, 1.0, 1.0]]))[0] - model.moments(np.array([[0.0, 1.0, 0.0]]))[0]
+    assert flip[0, 0] == pytest.approx(1.0 - 1.5, abs=0.3)
+
+
 def test_the_direct_path_shrinks_each_design_column_across_genes():
     rng = np.random.default_rng(3)
     n, p = 100, 400
@@ -97,8 +164,8 @@ def test_the_direct_path_shrinks_each_design_column_across_genes():
     design = np.column_stack([1 - flag, flag])  # one-hot: the first column is the intercept's
     residuals = rng.normal(size=(n, p))
     residuals[:, :20] += 1.5 * flag[:, None]
-    effect = fit_direct_path(design, residuals, np.array([1]))
-    assert effect.shape == (2, p) and (effect[0] == 0).all()
+    effect, null = fit_direct_path(design, residuals, np.array([1]))
+    assert effect.shape == null.shape == (2, p) and (effect[0] == 0).all() and (null[0] == 1).all()
     np.testing.assert_allclose(effect[1, :20].mean(), 1.5, atol=0.3)
     assert np.abs(effect[1, 20:]).mean() < 0.05
 
@@ -115,7 +182,8 @@ def test_the_state_path_recovers_an_effect_that_depends_on_the_patient():
     slopes = np.where(np.arange(p) < 30, rng.choice([-1.0, 1.0], p), 0.0)
     change = np.where(slopes != 0, 1.0, 0.0) + np.outer(state @ hidden, slopes)  # (n, p): shared + state-dependent
     residuals = rng.normal(0, 0.5, (n, p)) + flag[:, None] * change
-    directions, effects = fit_state_path(design, state, residuals, np.array([1, 3]))
+    keep = np.array([1, 3])
+    directions, effects = fit_state_path(design, state, residuals, keep, fit_direct_path(design, residuals, keep)[1])
     assert directions.shape == (4, k) and effects.shape == (4, p)
     assert (effects[[0, 2, 3]] == 0).all() and (directions[[0, 2, 3]] == 0).all()  # no effect, no state path
     sign = np.sign(directions[1] @ hidden)

@@ -71,7 +71,7 @@ def first_weight(state):
 
 def test_save_records_the_format_version_and_the_weights_checksum(saved, fitted, data):
     payload = read_config(saved)
-    assert payload["format_version"] == FORMAT_VERSION == 5
+    assert payload["format_version"] == FORMAT_VERSION == 6
     assert payload["weights_sha256"] == hashlib.sha256((saved / "weights.pt").read_bytes()).hexdigest()
     loaded = IDAE.load(saved)
     _, genomic = data
@@ -350,6 +350,8 @@ def set_in(payload, keys, value):
         (["design", "observed", "age"], [], "design observed values of 'age' are empty"),
         (["latent_model", "method"], "energy", "latent_model method 'energy' differs"),
         (["latent_model", "mean_coef"], [[0.0, 0.0]], "latent_model mean_coef must have"),
+        (["latent_model", "interactions"], [[0, 99]], "latent_model interactions must be a list of pairs"),
+        (["latent_model", "interactions"], [[0, 1]], "latent_model mean_coef must have"),
         (["history", "best_epoch"], "1", "history['best_epoch'] has the wrong type"),
         (["history", "train_objective"], ["x"], "history['train_objective'] has the wrong type"),
         (["weights_sha256"], "abc", "weights_sha256 must be 64 lowercase hex digits"),
