@@ -322,9 +322,9 @@ class IDAE:
         model and (with `direct_path`, `state_path`) the direct and state paths (`idae.invert`)."""
         c, net = self.config, self.net
         design = self.design.transform(clinical).astype(float)
-        regressors = design if c.inversion == "design" else self.natural_parameters(clinical)
-        keep = contrast_columns(self.design)
         by_design = c.inversion == "design"
+        regressors = design if by_design else self.natural_parameters(clinical)
+        keep = contrast_columns(self.design)
         self.latent_model = fit_latent_model(
             self.encode(genomic), regressors, c.inversion, keep=keep if by_design else None,
             shrinkage=c.inversion_shrinkage,

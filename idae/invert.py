@@ -126,29 +126,30 @@ def least_squares(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray,
     return coef[0], coef[1:], se[1:]
 
 
-def _contrast_blocks(design: ClinicalDesign) -> list[list[int]]:
+def _contrast_blocks(design: ClinicalDesign) -> tuple[list[list[int]], int]:
     """Per clinical column, the indices of its design columns a regression keeps: every level but the first of a
-    categorical column (one-hot rows sum to one, so the first level is the intercept's), or the numeric column."""
+    categorical column (one-hot rows sum to one, so the first level is the intercept's), or the numeric column;
+    and the index of the first missing flag (the flags, one per column, close the design row)."""
     blocks, start = [], 0
     for col in design.columns:
         width = len(design.levels[col]) if col in design.levels else 1
         blocks.append(list(range(start + (col in design.levels), start + width)))
         start += width
-    return blocks
+    return blocks, start
 
 
 def contrast_columns(design: ClinicalDesign) -> np.ndarray:
     """Indices of the design columns a regression keeps: the contrasts of every clinical column
     (`_contrast_blocks`), then every missing flag."""
-    keep = [i for block in _contrast_blocks(design) for i in block]
-    start = sum(len(design.levels[c]) if c in design.levels else 1 for c in design.columns)
-    return np.asarray(keep + list(range(start, start + len(design.columns))), dtype=int)
+    blocks, flags = _contrast_blocks(design)
+    keep = [i for block in blocks for i in block]
+    return np.asarray(keep + list(range(flags, flags + len(design.columns))), dtype=int)
 
 
 def interaction_candidates(design: ClinicalDesign) -> list[list[int]]:
     """Pairs of design columns whose product may enter the latent model: contrasts of two different clinical
     columns (missing flags excluded)."""
-    blocks = _contrast_blocks(design)
+    blocks = _contrast_blocks(design)[0]
     return [[a, b] for i, first in enumerate(blocks) for second in blocks[i + 1 :] for a in first for b in second]
 
 

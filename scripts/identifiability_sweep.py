@@ -50,9 +50,9 @@ from idae.data import read_processed
 LATENT_SIZES = (2, 4, 6, 8, 12)
 
 
-def provenance(argv: list[str], seeds: list[int]) -> dict:
-    """What produced the table: the command (without --out, a local path that does not change the numbers),
-    seeds, versions, thread count and commit."""
+def provenance(argv: list[str], seeds: list[int], script: str = "scripts/identifiability_sweep.py") -> dict:
+    """What produced the table: the command (`script` and its arguments, without --out, a local path that does not
+    change the numbers), seeds, versions, thread count and commit."""
     kept, skip = [], False
     for arg in argv:
         if skip:
@@ -67,15 +67,19 @@ def provenance(argv: list[str], seeds: list[int]) -> dict:
     except (OSError, subprocess.CalledProcessError):
         commit, dirty = "unknown", False
     return {
-        "command": " ".join(["python", "scripts/identifiability_sweep.py", *kept]),
+        "command": " ".join(["python", script, *kept]),
         "seeds": seeds,
         "git commit": commit + (" (idae/ modified)" if dirty else ""),
         "python": platform.python_version(), "torch": torch.__version__, "numpy": np.__version__,
         "pandas": pd.__version__, "scikit-learn": sklearn.__version__,
         "threads": torch.get_num_threads(), "date": time.strftime("%Y-%m-%d"),
-        "variants": {name: {"method": m, "options": {k: list(v) if isinstance(v, tuple) else v for k, v in o.items()},
-                            "changes": what} for name, (m, o, what) in VARIANTS.items()},
     }  # fmt: skip
+
+
+def variants() -> dict:
+    """The identifiability variants for the provenance: method, options and what each changes."""
+    return {name: {"method": m, "options": {k: list(v) if isinstance(v, tuple) else v for k, v in o.items()},
+                   "changes": what} for name, (m, o, what) in VARIANTS.items()}  # fmt: skip
 
 
 def write_table(table: pd.DataFrame, out: Path, name: str, argv: list[str], seeds: list[int], keys: list[str],
@@ -86,7 +90,7 @@ def write_table(table: pd.DataFrame, out: Path, name: str, argv: list[str], seed
     under the provenance's "updates" (the rest of the provenance stays that of the run that wrote the table)."""
     out.mkdir(parents=True, exist_ok=True)
     csv, meta = out / f"{name}.csv", out / f"{name}.json"
-    record = provenance(argv, seeds)
+    record = provenance(argv, seeds) | {"variants": variants()}
     if update and csv.exists() and meta.exists():
         old = pd.read_csv(csv)
         ran = set(map(tuple, table[keys].to_numpy().tolist()))

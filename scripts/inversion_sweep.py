@@ -95,9 +95,7 @@ def main(argv: list[str] | None = None) -> int:
     tmp = out / ".inversion_harder.csv.tmp"
     pd.DataFrame(rows).to_csv(tmp, index=False, float_format="%.4f")
     os.replace(tmp, out / "inversion_harder.csv")
-    record = provenance(argv, seeds)
-    record["command"] = " ".join(["python", "scripts/inversion_sweep.py", *record["command"].split()[2:]])
-    record.pop("variants")
+    record = provenance(argv, seeds, script="scripts/inversion_sweep.py")
     (out / "inversion_harder.json").write_text(json.dumps(record, indent=1) + "\n")
     table = pd.DataFrame(rows).groupby("method", sort=False)[["pearson", "r2"]].mean()
     print(table.round(3).to_string())
