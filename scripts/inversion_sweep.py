@@ -12,7 +12,7 @@ model (`IDAE(latent_dim=6, seed=seed)`), the same model without the products of 
 model, the subagged ensemble of notebook 05 (5 members, each on its own 80% of the training patients), and every
 inversion baseline, fitted on all 1,500 training patients.
 
-    python scripts/inversion_sweep.py [--seeds 2] [--out data]
+    python scripts/inversion_sweep.py [--seeds 5] [--out data]
 """
 
 from __future__ import annotations
@@ -83,7 +83,7 @@ def run_seed(seed: int) -> list[dict]:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--seeds", type=int, default=2)
+    parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--out", default="data")
     args = parser.parse_args(argv)
     if args.seeds < 1:

@@ -20,15 +20,34 @@ from idae.data import subsample
 from idae.errors import IdaeError
 
 
-def test_intervals_cover_their_nominal_share_of_an_ensemble_drawn_from_the_truth():
+def test_intervals_cover_their_nominal_share_with_a_large_ensemble():
     rng = np.random.default_rng(0)
-    members = rng.normal(size=(400, 30, 20))  # a large ensemble: mean ± 1.645 sd is a 90% band
-    lo, hi = intervals(members)["normal"]
+    members = rng.normal(size=(400, 30, 20))  # a large ensemble: t ≈ normal, mean ± 1.645 sd is a 90% band
+    lo, hi = intervals(members)["t"]
     truth = rng.normal(size=(30, 20))
     covered = ((truth >= lo) & (truth <= hi)).mean()
     assert 0.85 < covered < 0.95
     qlo, qhi = intervals(members)["quantile"]
     assert np.all(qlo < qhi)
+
+
+def test_t_intervals_hold_their_level_with_five_members_where_a_normal_quantile_falls_short():
+    # Five members drawn around a true value θ; their mean estimates θ with standard error sd/√5, so the
+    # interval with scale 1/√5 is the textbook t interval for θ and must cover it 90% of the time even though
+    # its sd comes from 4 degrees of freedom; the normal quantile would cover 82%.
+    rng = np.random.default_rng(3)
+    theta = rng.normal(size=(200, 50))
+    members = theta + rng.normal(size=(5, 200, 50))
+    lo, hi = intervals(members, scale=1 / np.sqrt(5))["t"]
+    covered = ((theta >= lo) & (theta <= hi)).mean()
+    assert 0.88 < covered < 0.92
+    mean, sd = members.mean(axis=0), members.std(axis=0, ddof=1) / np.sqrt(5)
+    assert (np.abs(theta - mean) <= 1.6449 * sd).mean() < 0.85
+
+
+def test_interval_level_must_be_a_probability():
+    with pytest.raises(IdaeError, match="level"):
+        intervals(np.zeros((3, 2, 2)), level=90)
 
 
 @settings(max_examples=30, deadline=None)
