@@ -118,13 +118,13 @@ def test_select_interactions_keeps_a_real_product_on_its_factor_only():
     assert selected[0, 0] and selected.sum() == 1
 
 
-@settings(max_examples=20, deadline=None)
-@given(seed=st.integers(0, 10_000))
-def test_select_interactions_rarely_keeps_a_product_without_effect(seed):
-    """No product moves any factor: at a 5% false discovery rate nothing is kept in most cohorts, and never more
-    than one cell."""
-    regressors, z = _two_flags(seed, 300, interaction=0.0)
-    assert select_interactions(z, regressors, np.arange(3), [[0, 1], [0, 2], [1, 2]]).sum() <= 1
+def test_select_interactions_keeps_something_in_at_most_its_error_rate_of_null_cohorts():
+    """No product moves any factor. Under this global null, Benjamini–Hochberg at 5% keeps anything at all in at most
+    5% of cohorts; over 400 fixed cohorts (0.055 measured; sd of the share about 0.011) the share stays below 8%. A
+    miscomputed p-value (a wrong standard error or degrees of freedom) would push it far above."""
+    kept = [select_interactions(z, regressors, np.arange(3), [[0, 1], [0, 2], [1, 2]]).any()
+            for regressors, z in (_two_flags(seed, 300, interaction=0.0) for seed in range(400))]
+    assert np.mean(kept) < 0.08
 
 
 def test_the_shrunk_latent_model_carries_a_selected_interaction_into_its_mean():
