@@ -40,8 +40,9 @@ from idae.model import AUGMENTATIONS, HEADS, IDAENet
 from idae.train import OBJECTIVES, History, checkpoint_path, fingerprint, resolve_device, seed_everything, train
 
 WEIGHTS, CONFIG = "weights.pt", "config.json"
-FORMAT_VERSION = 6  # 2: config.json records the SHA-256 of weights.pt; 3: projection, heads, linear stage;
-# 4: the inversion's direct path and shrunk latent model; 5: the inversion's state path; 6: latent interactions
+FORMAT_VERSION = 7  # 2: config.json records the SHA-256 of weights.pt; 3: projection, heads, linear stage;
+# 4: the inversion's direct path and shrunk latent model; 5: the inversion's state path; 6: latent interactions;
+# 7: the latent interactions' centre
 
 
 def statistics_per_factor(head: str, linear_stage: bool, augmentation: tuple[str, ...] | list[str]) -> int:
@@ -773,6 +774,7 @@ def _check_payload(payload: Any, where: str) -> None:
                        "+ the interactions)")  # fmt: skip
         for row in rows:
             numbers(row, f"latent_model {name} rows", config["latent_dim"])
+    numbers(latent["centre"], "latent_model centre", n_regressors if pairs else 0)
 
     history = payload["history"]
     if history is not None:

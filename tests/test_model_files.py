@@ -71,7 +71,7 @@ def first_weight(state):
 
 def test_save_records_the_format_version_and_the_weights_checksum(saved, fitted, data):
     payload = read_config(saved)
-    assert payload["format_version"] == FORMAT_VERSION == 6
+    assert payload["format_version"] == FORMAT_VERSION == 7
     assert payload["weights_sha256"] == hashlib.sha256((saved / "weights.pt").read_bytes()).hexdigest()
     loaded = IDAE.load(saved)
     _, genomic = data
@@ -352,6 +352,7 @@ def set_in(payload, keys, value):
         (["latent_model", "mean_coef"], [[0.0, 0.0]], "latent_model mean_coef must have"),
         (["latent_model", "interactions"], [[0, 99]], "latent_model interactions must be a list of pairs"),
         (["latent_model", "interactions"], [[0, 1]], "latent_model mean_coef must have"),
+        (["latent_model", "centre"], [0.5], "latent_model centre has 1 entries, expected"),
         (["history", "best_epoch"], "1", "history['best_epoch'] has the wrong type"),
         (["history", "train_objective"], ["x"], "history['train_objective'] has the wrong type"),
         (["weights_sha256"], "abc", "weights_sha256 must be 64 lowercase hex digits"),
@@ -393,6 +394,8 @@ def add_level(payload):
     design["frequencies"]["er"] = [0.4, 0.4, 0.2]
     for key in ("mean_coef", "logvar_coef"):
         latent[key].append([0.0] * len(latent[key][0]))
+    if latent["centre"]:
+        latent["centre"].append(0.0)
 
 
 def wider_encoder(payload):
