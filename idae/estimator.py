@@ -25,6 +25,7 @@ from idae.data import ClinicalDesign, Standardizer, check_clinical, check_genomi
 from idae.errors import IdaeError, IdentifiabilityWarning
 from idae.invert import (
     METHODS,
+    STATE_BASES,
     LatentModel,
     apply_changes,
     contrast_columns,
@@ -40,9 +41,9 @@ from idae.model import AUGMENTATIONS, HEADS, IDAENet
 from idae.train import OBJECTIVES, History, checkpoint_path, fingerprint, resolve_device, seed_everything, train
 
 WEIGHTS, CONFIG = "weights.pt", "config.json"
-FORMAT_VERSION = 7  # 2: config.json records the SHA-256 of weights.pt; 3: projection, heads, linear stage;
+FORMAT_VERSION = 8  # 2: config.json records the SHA-256 of weights.pt; 3: projection, heads, linear stage;
 # 4: the inversion's direct path and shrunk latent model; 5: the inversion's state path; 6: latent interactions;
-# 7: the latent interactions' centre
+# 7: the latent interactions' centre; 8: the state path's state_basis
 
 
 def statistics_per_factor(head: str, linear_stage: bool, augmentation: tuple[str, ...] | list[str]) -> int:
@@ -83,7 +84,8 @@ class Config:
     inversion_shrinkage: bool = True  # empirical-Bayes shrinkage of that model's coefficients (idae.invert)
     latent_interactions: bool = True  # ... and products of two clinical columns where a test keeps them
     direct_path: bool = True  # inversion also moves genes by the clinical effects the factors do not carry
-    state_path: bool = True  # ... and by the part of those effects that depends on the patient's position
+    state_path: bool = True  # ... and by the part of those effects that depends on the patient's state
+    state_basis: str = "factors"  # that state: the factors z ("factors") or their position given y ("position")
     device: str = "auto"
     seed: int = 0
     progress: bool = True
@@ -145,6 +147,8 @@ class Config:
             raise IdaeError(f"missing_weight must be in [0, 1), got {self.missing_weight!r}")
         if self.inversion not in METHODS:
             raise IdaeError(f"inversion must be one of {METHODS}, got {self.inversion!r}")
+        if self.state_basis not in STATE_BASES:
+            raise IdaeError(f"state_basis must be one of {STATE_BASES}, got {self.state_basis!r}")
         if self.device not in ("auto", "cpu") and not str(self.device).startswith("cuda"):
             raise IdaeError(f"device must be 'auto', 'cpu' or 'cuda[:n]', got {self.device!r}")
 
@@ -341,20 +345,23 @@ class IDAE:
         if c.direct_path:
             effect = shrunk
         if c.state_path:
-            mean, sd = self.latent_model.moments(regressors)
-            position = (z.double().cpu().numpy() - mean) / sd
-            direction, state_effect = fit_state_path(design, position, residuals, keep, null)
+            state = z.double().cpu().numpy()
+            if c.state_basis == "position":
+                mean, sd = self.latent_model.moments(regressors)
+                state = (state - mean) / sd
+            direction, state_effect = fit_state_path(design, state, residuals, keep, null)
         net.direct_effect.copy_(torch.as_tensor(effect, dtype=torch.float32))
         net.state_direction.copy_(torch.as_tensor(direction, dtype=torch.float32))
         net.state_effect.copy_(torch.as_tensor(state_effect, dtype=torch.float32))
 
     def refit_inversion(self, genomic: pd.DataFrame, clinical: pd.DataFrame, **settings: Any) -> IDAE:
         """A copy of this fitted model with the inversion `settings` changed (`inversion`, `inversion_shrinkage`,
-        `latent_interactions`, `direct_path`, `state_path`) and its inversion refitted on `genomic` (patients ×
-        genes) and `clinical`: pass the patients the model was trained on. Inversion is fitted after training, so
-        the copy is the model `fit` would have returned with those settings, without training again."""
+        `latent_interactions`, `direct_path`, `state_path`, `state_basis`) and its inversion refitted on `genomic`
+        (patients × genes) and `clinical`: pass the patients the model was trained on. Inversion is fitted after
+        training, so the copy is the model `fit` would have returned with those settings, without training again."""
         self._check_fitted()
-        allowed = {"inversion", "inversion_shrinkage", "latent_interactions", "direct_path", "state_path"}
+        allowed = {"inversion", "inversion_shrinkage", "latent_interactions", "direct_path", "state_path",
+                   "state_basis"}
         unknown = sorted(set(settings) - allowed)
         if unknown:
             raise IdaeError(f"refit_inversion changes inversion settings only, not {unknown}")
@@ -454,7 +461,7 @@ class IDAE:
                  for name in ("direct_effect", "state_direction", "state_effect")}  # fmt: skip
         delta = counterfactual_change(
             codes.double().cpu().numpy(), reconstruction.cpu().numpy(), decode, self.latent_model, *regressors,
-            designs[1] - designs[0], **paths,
+            designs[1] - designs[0], **paths, state_basis=self.config.state_basis,
         )  # fmt: skip
         out = genomic + delta * self.standardizer.scale.to_numpy()
         odd = ~np.isfinite(out.to_numpy()).all(axis=1)

@@ -19,10 +19,13 @@ where a test says it moves them (`select_interactions`): a product the data do n
 The decoder maps the move to genes; a direct path adds what the factors do not carry: the per-gene
 least-squares effect of the clinical design on the decoder's training residuals, shrunk the same way
 (`fit_direct_path`), and a state path the part of that effect that depends on the patient: on the genes
-a column moves, a slope along one direction w of the patient's standardised position u (`fit_state_path`).
-All are added to the patient's own profile, so whatever none explains (the patient's residual) is preserved:
+a column moves, a slope along one direction w of the patient's factors z (`fit_state_path`). The state is
+z itself, where the patient sits among all patients, not the position u given the clinical state: an effect
+modifier is a biological state (how proliferative, how luminal a tumour is), and u has the clinical columns'
+part of that state taken out. All are added to the patient's own profile, so whatever none explains (the
+patient's residual) is preserved:
 
-    x' = x + h(z') - h(z) + ΔD B + Σ_j ΔD_j (u·w_j) C_j,   ΔD = D(y') - D(y)
+    x' = x + h(z') - h(z) + ΔD B + Σ_j ΔD_j (z·w_j) C_j,   ΔD = D(y') - D(y)
 """
 
 from __future__ import annotations
@@ -44,6 +47,7 @@ if TYPE_CHECKING:
     from idae.data import ClinicalDesign
 
 METHODS = ("design", "energy")
+STATE_BASES = ("factors", "position")
 
 
 @dataclasses.dataclass
@@ -364,6 +368,7 @@ def counterfactual_change(
     direct_effect: np.ndarray,
     state_direction: np.ndarray,
     state_effect: np.ndarray,
+    state_basis: str = "factors",
 ) -> np.ndarray:
     """The change x' - x of the module docstring, in standardised gene units: (n, p).
 
@@ -371,10 +376,11 @@ def counterfactual_change(
     profiles (n, p), the fitted decoder;
     old/new_regressors (n, q'): the latent model's regressors before and after the change; moved (n, q): the
     change of the design rows, D(y') - D(y); direct_effect (q, p), state_direction (q, d), state_effect (q, p):
-    the fitted direct and state paths."""
+    the fitted direct and state paths; state_basis: the state the state path reads, the factors ("factors") or the
+    position ("position")."""
     mean_old, sd_old = latent.moments(old_regressors)
     mean_new, sd_new = latent.moments(new_regressors)
     position = (codes - mean_old) / sd_old  # what is specific to the patient, kept
     delta = (decode(mean_new + sd_new * position) - reconstruction).astype(float)
-    along = position @ state_direction.T  # (n, q): u·w_j
+    along = (codes if state_basis == "factors" else position) @ state_direction.T  # (n, q): s·w_j
     return delta + moved @ direct_effect + (moved * along) @ state_effect

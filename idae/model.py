@@ -219,8 +219,8 @@ class IDAENet(nn.Module):
         # the inversion's direct path (idae.invert.fit_direct_path): per-gene effects of the clinical design
         # on what the decoder does not explain, in standardised gene units; zero until fitted
         self.register_buffer("direct_effect", torch.zeros(n_design, n_genes))
-        # its state path (idae.invert.fit_state_path): per design column, a direction in the factors'
-        # standardised positions and per-gene slopes along it, in standardised gene units; zero until fitted
+        # its state path (idae.invert.fit_state_path): per design column, a direction in the factors (or their
+        # positions, Config.state_basis) and per-gene slopes along it, in standardised gene units; zero until fitted
         self.register_buffer("state_direction", torch.zeros(n_design, latent_dim))
         self.register_buffer("state_effect", torch.zeros(n_design, n_genes))
 

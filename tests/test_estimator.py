@@ -340,6 +340,7 @@ def test_a_normal_fit_raises_no_warning(data):
         ({"linear_stage": 1}, "linear_stage must be True or False"),
         ({"val_fraction": 0.6}, "val_fraction"),
         ({"inversion": "magic"}, "inversion must be one of"),
+        ({"state_basis": "u"}, "state_basis must be one of"),
         ({"device": "tpu"}, "device"),
     ],
 )

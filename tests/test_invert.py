@@ -251,6 +251,34 @@ def test_the_direct_path_recovers_an_effect_the_factors_do_not_carry(outside_fit
     assert change[affected].abs().to_numpy().mean() < 0.75  # the factors alone miss at least half of it
 
 
+def test_the_state_path_reads_the_patients_factors_not_their_position():
+    """`hidden` moves six genes by 1 + the patient's first factor, and `er` moves that factor: the part of the
+    modifier that er explains is in the factors z and not in the position u = (z - μ(y)) / σ(y), so the state
+    path on z recovers each patient's change better."""
+    rng = np.random.default_rng(8)
+    n, p = 400, 40
+    index = pd.Index([f"p{i:03d}" for i in range(n)])
+    er, hidden = rng.choice(["neg", "pos"], n), rng.choice(["neg", "pos"], n)
+    factors = rng.normal(size=(n, 2)) + np.where(er == "pos", 2.0, 0.0)[:, None] * np.array([1.0, 0.0])
+    x = factors @ rng.normal(size=(2, p)) + 0.3 * rng.normal(size=(n, p))
+    modifier = (factors[:, 0] - factors[:, 0].mean()) / factors[:, 0].std()
+    effect = 1.0 + modifier  # (n,): on each of the last six genes
+    x[:, p - 6:] += (hidden == "pos")[:, None] * effect[:, None]
+    genomic = pd.DataFrame(x, index=index, columns=[f"g{j}" for j in range(p)])
+    clinical = pd.DataFrame({"er": pd.Categorical(er), "hidden": pd.Categorical(hidden)}, index=index)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model = IDAE(latent_dim=2, max_epochs=60, val_fraction=0.0, progress=False).fit(genomic, clinical)
+    negative = index[hidden == "neg"]
+    errors = {}
+    for basis in ("factors", "position"):
+        refit = model.refit_inversion(genomic, clinical, state_basis=basis)
+        change = refit.invert(genomic.loc[negative], clinical.loc[negative], {"hidden": "pos"}) - genomic.loc[negative]
+        errors[basis] = float(np.abs(change.to_numpy()[:, p - 6:] - effect[hidden == "neg", None]).mean())
+    assert model.config.state_basis == "factors"  # the default
+    assert errors["factors"] < 0.7 * errors["position"], errors
+
+
 def test_refit_inversion_with_the_same_settings_gives_the_same_inversion(outside_fit):
     model, genomic, clinical, _ = outside_fit
     same = model.refit_inversion(genomic, clinical)
