@@ -753,8 +753,23 @@ def prepare(
     return Prepared(clinical, scaler.transform(genomic[genes]), split, info)
 
 
+def _previous(folder: Path) -> Path:
+    """Where `write_processed` keeps the last folder while it swaps the new one in."""
+    return folder.with_name(folder.name + ".previous")
+
+
+def _restore_previous(folder: Path) -> None:
+    """Undo a write killed between its two renames: the folder is gone, its last version is beside it."""
+    import os
+
+    if not folder.exists() and _previous(folder).is_dir():
+        os.replace(_previous(folder), folder)
+
+
 def write_processed(prepared: Prepared, folder: str | Path, manifest: dict[str, Any]) -> Path:
-    """Write clinical.parquet, genomic.parquet, split.csv and manifest.json into `folder`, atomically."""
+    """Write clinical.parquet, genomic.parquet, split.csv and manifest.json into `folder`, atomically: the new
+    files go to a temporary folder, the old folder is renamed aside, the new one renamed in, and only then is the
+    old one deleted. A kill at any point leaves either folder in place (`read_processed` finds the old one)."""
     import hashlib
     import json
     import os
@@ -763,6 +778,8 @@ def write_processed(prepared: Prepared, folder: str | Path, manifest: dict[str, 
 
     folder = Path(folder)
     folder.parent.mkdir(parents=True, exist_ok=True)
+    _restore_previous(folder)
+    previous = _previous(folder)
     tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
     try:
         prepared.clinical.to_parquet(tmp / "clinical.parquet")
@@ -773,9 +790,15 @@ def write_processed(prepared: Prepared, folder: str | Path, manifest: dict[str, 
         }
         manifest = {**manifest, "files_sha256": files}
         (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1, default=str))
+        shutil.rmtree(previous, ignore_errors=True)
         if folder.exists():
-            shutil.rmtree(folder)
-        os.replace(tmp, folder)
+            os.replace(folder, previous)
+        try:
+            os.replace(tmp, folder)
+        except BaseException:
+            _restore_previous(folder)
+            raise
+        shutil.rmtree(previous, ignore_errors=True)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return folder
@@ -786,6 +809,7 @@ def read_processed(folder: str | Path) -> Prepared:
     import json
 
     folder = Path(folder)
+    _restore_previous(folder)
     needed = ["clinical.parquet", "genomic.parquet", "split.csv", "manifest.json"]
     absent = [n for n in needed if not (folder / n).is_file()]
     if absent:

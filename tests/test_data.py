@@ -2,6 +2,11 @@
 
 import hashlib
 import json
+import os
+import pickle
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -834,6 +839,55 @@ def test_write_and_read_processed_round_trip(tmp_path):
     smaller = Prepared(prepared.clinical.iloc[:30], prepared.genomic.iloc[:30], prepared.split.iloc[:30], {})
     write_processed(smaller, folder, {"counts": {"patients": 30}})
     assert len(read_processed(folder).clinical) == 30
+    assert [p.name for p in tmp_path.iterdir()] == ["processed"]
+
+
+def test_a_write_killed_while_swapping_keeps_the_processed_data(tmp_path):
+    """The writing process dies (no clean-up runs) right after the old folder is renamed aside and before the new
+    one is renamed in: the old data are still read, and the next write replaces them."""
+    clinical, genomic = make_tables(40, 12)
+    prepared = prepare(idae.align(clinical, genomic), n_genes=8, seed=1)
+    folder = write_processed(prepared, tmp_path / "processed", {"run": "first"})
+    script = (
+        "import os, pickle, sys\n"
+        "from idae.data import write_processed\n"
+        "prepared = pickle.load(open(sys.argv[1], 'rb'))\n"
+        "replace = os.replace\n"
+        "def dying(src, dst):\n"
+        "    if os.path.basename(str(src)).startswith('.processed.'):\n"
+        "        os._exit(9)  # the swap-in: die without clean-up, as a kill would\n"
+        "    replace(src, dst)\n"
+        "os.replace = dying\n"
+        "write_processed(prepared, sys.argv[2], {'run': 'killed'})\n"
+    )  # fmt: skip
+    smaller = Prepared(prepared.clinical.iloc[:30], prepared.genomic.iloc[:30], prepared.split.iloc[:30], {})
+    pickle.dump(smaller, open(tmp_path / "prepared.pkl", "wb"))
+    done = subprocess.run([sys.executable, "-c", script, str(tmp_path / "prepared.pkl"), str(folder)])
+    assert done.returncode == 9
+    assert not folder.exists() and (tmp_path / "processed.previous").is_dir()  # killed between the two renames
+    back = read_processed(folder)
+    assert back.info["run"] == "first" and len(back.clinical) == 40
+    write_processed(smaller, folder, {"run": "second"})
+    assert read_processed(folder).info["run"] == "second"
+    assert not (tmp_path / "processed.previous").exists()
+
+
+def test_a_failed_swap_puts_the_old_folder_back(tmp_path, monkeypatch):
+    clinical, genomic = make_tables(40, 12)
+    prepared = prepare(idae.align(clinical, genomic), n_genes=8, seed=1)
+    folder = write_processed(prepared, tmp_path / "processed", {"run": "first"})
+    replace = os.replace
+
+    def failing(src, dst):
+        if Path(src).name.startswith(".processed."):
+            raise OSError("disk full")
+        replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", failing)
+    with pytest.raises(OSError, match="disk full"):
+        write_processed(prepared, folder, {"run": "second"})
+    monkeypatch.undo()
+    assert read_processed(folder).info["run"] == "first"
     assert [p.name for p in tmp_path.iterdir()] == ["processed"]
 
 
