@@ -34,6 +34,7 @@ from idae.invert import (
     fit_latent_model,
     fit_state_path,
     interaction_candidates,
+    patient_state,
     refuse_overflow,
 )
 from idae.metrics import ConditionReport, condition_check
@@ -345,10 +346,7 @@ class IDAE:
         if c.direct_path:
             effect = shrunk
         if c.state_path:
-            state = z.double().cpu().numpy()
-            if c.state_basis == "position":
-                mean, sd = self.latent_model.moments(regressors)
-                state = (state - mean) / sd
+            state = patient_state(z.double().cpu().numpy(), self.latent_model, regressors, c.state_basis)
             direction, state_effect = fit_state_path(design, state, residuals, keep, null)
         net.direct_effect.copy_(torch.as_tensor(effect, dtype=torch.float32))
         net.state_direction.copy_(torch.as_tensor(direction, dtype=torch.float32))

@@ -296,6 +296,17 @@ def fit_state_path(design_rows: np.ndarray, state: np.ndarray, residuals: np.nda
     return directions, effects
 
 
+def patient_state(codes: np.ndarray, latent: LatentModel, regressors: np.ndarray, basis: str) -> np.ndarray:
+    """The state the state path reads, (n, d): the factors z themselves ("factors"), or the position given the
+    clinical state, u = (z - μ(y)) / σ(y) ("position"), for codes (n, d) and the latent model's regressors (n, q')."""
+    if basis not in STATE_BASES:
+        raise IdaeError(f"state_basis must be one of {STATE_BASES}, got {basis!r}")
+    if basis == "factors":
+        return codes
+    mean, sd = latent.moments(regressors)
+    return (codes - mean) / sd
+
+
 def apply_changes(clinical: pd.DataFrame, changes: dict[str, Any] | pd.DataFrame, columns: list[str]) -> pd.DataFrame:
     """A copy of `clinical` with the changes applied, each checked against the model's columns.
 
@@ -382,5 +393,5 @@ def counterfactual_change(
     mean_new, sd_new = latent.moments(new_regressors)
     position = (codes - mean_old) / sd_old  # what is specific to the patient, kept
     delta = (decode(mean_new + sd_new * position) - reconstruction).astype(float)
-    along = (codes if state_basis == "factors" else position) @ state_direction.T  # (n, q): s·w_j
+    along = patient_state(codes, latent, old_regressors, state_basis) @ state_direction.T  # (n, q): s·w_j
     return delta + moved @ direct_effect + (moved * along) @ state_effect

@@ -13,12 +13,14 @@ from idae.baselines import fit_inversion
 from idae.data import ClinicalDesign
 from idae.errors import IdaeError
 from idae.invert import (
+    LatentModel,
     contrast_columns,
     fit_direct_path,
     fit_latent_model,
     fit_state_path,
     interaction_candidates,
     least_squares,
+    patient_state,
     select_interactions,
     shrink,
     shrink_posterior,
@@ -277,6 +279,22 @@ def test_the_state_path_reads_the_patients_factors_not_their_position():
         errors[basis] = float(np.abs(change.to_numpy()[:, p - 6:] - effect[hidden == "neg", None]).mean())
     assert model.config.state_basis == "factors"  # the default
     assert errors["factors"] < 0.7 * errors["position"], errors
+
+
+@given(st.integers(0, 2**32 - 1))
+@settings(max_examples=20, deadline=None)
+def test_patient_state_is_the_factors_or_their_position_given_the_clinical_state(seed):
+    rng = np.random.default_rng(seed)
+    n, d, q = 12, 3, 2
+    regressors = rng.normal(size=(n, q))
+    latent = LatentModel("design", rng.normal(size=(1 + q, d)).tolist(), (0.3 * rng.normal(size=(1 + q, d))).tolist())
+    codes = rng.normal(size=(n, d))
+    np.testing.assert_array_equal(patient_state(codes, latent, regressors, "factors"), codes)
+    mean, sd = latent.moments(regressors)
+    position = patient_state(codes, latent, regressors, "position")
+    np.testing.assert_allclose(mean + sd * position, codes)  # the position is what inversion keeps
+    with pytest.raises(IdaeError, match="state_basis must be one of"):
+        patient_state(codes, latent, regressors, "u")
 
 
 def test_refit_inversion_with_the_same_settings_gives_the_same_inversion(outside_fit):
