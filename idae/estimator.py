@@ -24,12 +24,15 @@ from idae import unmixing
 from idae.data import ClinicalDesign, Standardizer, check_clinical, check_genomic, to_float32
 from idae.errors import IdaeError, IdentifiabilityWarning
 from idae.invert import (
+    DIRECT_BASES,
     METHODS,
     STATE_BASES,
     LatentModel,
+    anchor_direct_path,
     apply_changes,
     contrast_columns,
     counterfactual_change,
+    factor_path_effect,
     fit_direct_path,
     fit_latent_model,
     fit_state_path,
@@ -42,9 +45,9 @@ from idae.model import AUGMENTATIONS, HEADS, IDAENet
 from idae.train import OBJECTIVES, History, checkpoint_path, fingerprint, resolve_device, seed_everything, train
 
 WEIGHTS, CONFIG = "weights.pt", "config.json"
-FORMAT_VERSION = 8  # 2: config.json records the SHA-256 of weights.pt; 3: projection, heads, linear stage;
+FORMAT_VERSION = 9  # 2: config.json records the SHA-256 of weights.pt; 3: projection, heads, linear stage;
 # 4: the inversion's direct path and shrunk latent model; 5: the inversion's state path; 6: latent interactions;
-# 7: the latent interactions' centre; 8: the state path's state_basis
+# 7: the latent interactions' centre; 8: the state path's state_basis; 9: the direct path's direct_basis
 
 
 def statistics_per_factor(head: str, linear_stage: bool, augmentation: tuple[str, ...] | list[str]) -> int:
@@ -87,6 +90,7 @@ class Config:
     direct_path: bool = True  # inversion also moves genes by the clinical effects the factors do not carry
     state_path: bool = True  # ... and by the part of those effects that depends on the patient's state
     state_basis: str = "factors"  # that state: the factors z ("factors") or their position given y ("position")
+    direct_basis: str = "residuals"  # the direct path's effects: on the decoder's residuals, or "totals" (idae.invert)
     device: str = "auto"
     seed: int = 0
     progress: bool = True
@@ -150,6 +154,11 @@ class Config:
             raise IdaeError(f"inversion must be one of {METHODS}, got {self.inversion!r}")
         if self.state_basis not in STATE_BASES:
             raise IdaeError(f"state_basis must be one of {STATE_BASES}, got {self.state_basis!r}")
+        if self.direct_basis not in DIRECT_BASES:
+            raise IdaeError(f"direct_basis must be one of {DIRECT_BASES}, got {self.direct_basis!r}")
+        if self.direct_basis == "totals" and self.inversion != "design":
+            raise IdaeError("direct_basis 'totals' needs inversion 'design': the factor path's average effect of "
+                            f"a clinical column comes from the latent model on the design; got {self.inversion!r}")
         if self.device not in ("auto", "cpu") and not str(self.device).startswith("cuda"):
             raise IdaeError(f"device must be 'auto', 'cpu' or 'cuda[:n]', got {self.device!r}")
 
@@ -214,6 +223,12 @@ class IDAE:
         z = self.standardizer.transform(genomic).to_numpy(dtype=np.float64)
         x = to_float32(z, genomic.index, list(genomic.columns), "genomic", "gene")  # 1e300 must not become inf
         return torch.from_numpy(x).to(self.device)
+
+    @torch.no_grad()
+    def _decode(self, codes: np.ndarray) -> np.ndarray:
+        """The decoder on factors (n, d) as NumPy: profiles (n, genes), standardised, float32."""
+        net = self._check_fitted()
+        return net.decode(torch.as_tensor(codes, dtype=torch.float32, device=self.device)).cpu().numpy()
 
     def _weights(self, clinical: pd.DataFrame) -> torch.Tensor:
         missing_share = clinical.isna().mean(axis=1).to_numpy()
@@ -345,6 +360,10 @@ class IDAE:
             shrunk, null = fit_direct_path(design, residuals, keep)
         if c.direct_path:
             effect = shrunk
+            if c.direct_basis == "totals":
+                codes = z.double().cpu().numpy()
+                factor_effect = factor_path_effect(codes, design, self.latent_model, self.design, self._decode)
+                effect = anchor_direct_path(design, x.double().cpu().numpy(), factor_effect, keep, self.design, shrunk)
         if c.state_path:
             state = patient_state(z.double().cpu().numpy(), self.latent_model, regressors, c.state_basis)
             direction, state_effect = fit_state_path(design, state, residuals, keep, null)
@@ -354,12 +373,13 @@ class IDAE:
 
     def refit_inversion(self, genomic: pd.DataFrame, clinical: pd.DataFrame, **settings: Any) -> IDAE:
         """A copy of this fitted model with the inversion `settings` changed (`inversion`, `inversion_shrinkage`,
-        `latent_interactions`, `direct_path`, `state_path`, `state_basis`) and its inversion refitted on `genomic`
-        (patients × genes) and `clinical`: pass the patients the model was trained on. Inversion is fitted after
-        training, so the copy is the model `fit` would have returned with those settings, without training again."""
+        `latent_interactions`, `direct_path`, `state_path`, `state_basis`, `direct_basis`) and its inversion refitted
+        on `genomic` (patients × genes) and `clinical`: pass the patients the model was trained on. Inversion is
+        fitted after training, so the copy is the model `fit` would have returned with those settings, without
+        training again."""
         self._check_fitted()
         allowed = {"inversion", "inversion_shrinkage", "latent_interactions", "direct_path", "state_path",
-                   "state_basis"}
+                   "state_basis", "direct_basis"}
         unknown = sorted(set(settings) - allowed)
         if unknown:
             raise IdaeError(f"refit_inversion changes inversion settings only, not {unknown}")
@@ -448,17 +468,13 @@ class IDAE:
             reconstruction = net.decode(codes)
         refuse_overflow(reconstruction, genomic.index)
 
-        @torch.no_grad()
-        def decode(z: np.ndarray) -> np.ndarray:
-            return net.decode(torch.as_tensor(z, dtype=torch.float32, device=self.device)).cpu().numpy()
-
         designs = [self.design.transform(c).astype(float) for c in (clinical, new_clinical)]
         regressors = designs if self.latent_model.method == "design" else [
             self.natural_parameters(c) for c in (clinical, new_clinical)]  # fmt: skip
         paths = {name: getattr(net, name).double().cpu().numpy()
                  for name in ("direct_effect", "state_direction", "state_effect")}  # fmt: skip
         delta = counterfactual_change(
-            codes.double().cpu().numpy(), reconstruction.cpu().numpy(), decode, self.latent_model, *regressors,
+            codes.double().cpu().numpy(), reconstruction.cpu().numpy(), self._decode, self.latent_model, *regressors,
             designs[1] - designs[0], **paths, state_basis=self.config.state_basis,
         )  # fmt: skip
         out = genomic + delta * self.standardizer.scale.to_numpy()

@@ -48,6 +48,7 @@ if TYPE_CHECKING:
 
 METHODS = ("design", "energy")
 STATE_BASES = ("factors", "position")
+DIRECT_BASES = ("residuals", "totals")
 
 
 @dataclasses.dataclass
@@ -262,6 +263,56 @@ def fit_direct_path(design_rows: np.ndarray, residuals: np.ndarray, keep: np.nda
     for j, column in enumerate(keep):
         effects[column], null[column] = shrink_posterior(coef[j], se[j])
     return effects, null
+
+
+def factor_path_effect(codes: np.ndarray, design_rows: np.ndarray, latent: LatentModel, design: ClinicalDesign,
+                       decode: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:  # fmt: skip
+    """The factor path's average effect of each contrast column, (q, p) in standardised gene units: over the
+    patients with codes (n, d) and design rows (n, q), the mean of h(μ(y₁) + σ(y₁)u) − h(μ(y₀) + σ(y₀)u), each
+    patient's own position u kept and their other columns as they are, where y₁ and y₀ differ only in the column:
+    a level against the column's first level, or a numeric column one unit (one sd) apart. Zero on the other
+    design columns. Needs the latent model on the design ("design" method)."""
+    mean, sd = latent.moments(design_rows)
+    position = (codes - mean) / sd
+    effect = np.zeros((design_rows.shape[1], len(decode(codes[:1])[0])))
+
+    def move(high: np.ndarray, low: np.ndarray) -> np.ndarray:
+        (mean_high, sd_high), (mean_low, sd_low) = latent.moments(high), latent.moments(low)
+        return (decode(mean_high + sd_high * position) - decode(mean_low + sd_low * position)).mean(axis=0)
+
+    for column, block in zip(design.columns, _contrast_blocks(design)[0], strict=True):
+        if not block:
+            continue
+        if column in design.levels:
+            first, levels = block[0] - 1, list(range(block[0] - 1, block[-1] + 1))
+            for c in block:
+                high, low = design_rows.copy(), design_rows.copy()
+                high[:, levels], low[:, levels] = 0.0, 0.0
+                high[:, c], low[:, first] = 1.0, 1.0
+                effect[c] = move(high, low)
+        else:
+            high, low = design_rows.copy(), design_rows.copy()
+            high[:, block[0]] += 0.5
+            low[:, block[0]] -= 0.5
+            effect[block[0]] = move(high, low)
+    return effect
+
+
+def anchor_direct_path(design_rows: np.ndarray, profiles: np.ndarray, factor_effect: np.ndarray, keep: np.ndarray,
+                       design: ClinicalDesign, residual_effect: np.ndarray) -> np.ndarray:  # fmt: skip
+    """Direct effects (q, p) anchored to the total effects: for each contrast column of `design`, the per-gene
+    least-squares effect of the design (n, q; columns `keep`) on the profiles themselves (n, p), shrunk across genes
+    by empirical Bayes (`shrink_posterior`), minus the factor path's average effect `factor_effect` (q, p), so that
+    the factor and direct paths together move the patients, on average, by the shrunk total effect. Other columns
+    (the missing flags) keep `residual_effect`. Noisier than effects on the residuals, which have the factors'
+    variance taken out, but not attenuated where the factors carry part of an effect and the decoder the rest."""
+    _, coef, se = least_squares(design_rows[:, keep], profiles)
+    contrasts = {i for block in _contrast_blocks(design)[0] for i in block}
+    effect = residual_effect.copy()
+    for j, column in enumerate(keep):
+        if column in contrasts:
+            effect[column] = shrink_posterior(coef[j], se[j])[0] - factor_effect[column]
+    return effect
 
 
 def fit_state_path(design_rows: np.ndarray, state: np.ndarray, residuals: np.ndarray, keep: np.ndarray,

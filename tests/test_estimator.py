@@ -341,6 +341,8 @@ def test_a_normal_fit_raises_no_warning(data):
         ({"val_fraction": 0.6}, "val_fraction"),
         ({"inversion": "magic"}, "inversion must be one of"),
         ({"state_basis": "u"}, "state_basis must be one of"),
+        ({"direct_basis": "profiles"}, "direct_basis must be one of"),
+        ({"direct_basis": "totals", "inversion": "energy"}, "direct_basis 'totals' needs inversion 'design'"),
         ({"device": "tpu"}, "device"),
     ],
 )

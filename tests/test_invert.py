@@ -253,6 +253,28 @@ def test_the_direct_path_recovers_an_effect_the_factors_do_not_carry(outside_fit
     assert change[affected].abs().to_numpy().mean() < 0.75  # the factors alone miss at least half of it
 
 
+def test_direct_path_on_totals_moves_the_patients_on_average_by_the_shrunk_total_effect(outside_fit):
+    """With `direct_basis="totals"` the factor and direct paths together move the training patients, on average,
+    by the empirical-Bayes-shrunk least-squares effect of the column on their profiles; on the residuals they
+    move them by less where the factors carry part of the effect (here er, which moves both factors)."""
+    model, genomic, clinical, _ = outside_fit
+    scale = model.standardizer.scale
+    x = model.standardizer.transform(genomic).to_numpy()
+    design = model.design.transform(clinical).astype(float)
+    keep = contrast_columns(model.design)
+    _, coef, se = least_squares(design[:, keep], x)
+    er_pos = model.design.feature_names().index("er=pos")
+    total = shrink_posterior(coef[list(keep).index(er_pos)], se[list(keep).index(er_pos)])[0]
+    gaps = {}
+    for basis in ("totals", "residuals"):
+        refit = model.refit_inversion(genomic, clinical, direct_basis=basis, state_path=False)
+        step = (refit.invert(genomic, clinical, {"er": "pos"}) - refit.invert(genomic, clinical, {"er": "neg"})) / scale
+        gaps[basis] = np.abs(step.mean().to_numpy() - total)
+    assert gaps["totals"].max() < 1e-3, gaps["totals"].max()
+    assert gaps["residuals"].mean() > 10 * gaps["totals"].mean()
+    assert model.config.direct_basis == "residuals"  # the default
+
+
 def test_the_state_path_reads_the_patients_factors_not_their_position():
     """`hidden` moves six genes by 1 + the patient's first factor, and `er` moves that factor: the part of the
     modifier that er explains is in the factors z and not in the position u = (z - μ(y)) / σ(y), so the state

@@ -457,14 +457,15 @@ FIELDS = {
     "seed": "int", "noise": "float", "decoder_noise": "float", "reconstruction_weight": "float",
     "contrastive_weight": "float", "learning_rate": "float", "weight_decay": "float", "clip_norm": "float",
     "val_fraction": "float", "missing_weight": "float", "objective": "any", "inversion": "any",
-    "state_basis": "any", "device": "any", "progress": "any",
+    "state_basis": "any", "direct_basis": "any", "device": "any", "progress": "any",
     "augmentation": "sequence", "encoder_hidden": "sequence", "condition_hidden": "sequence",
     "decoder_hidden": "sequence", "unknown_argument": "any",
 }  # fmt: skip
 ANYTHING = st.one_of(
     st.none(), st.booleans(), st.integers(-(2**70), 2**70), st.floats(allow_nan=True, allow_infinity=True),
     st.text(max_size=6),
-    st.sampled_from(["dsm", "infonce", "design", "energy", "factors", "position", "cpu", "auto", "cuda:0", "z"]),
+    st.sampled_from(["dsm", "infonce", "design", "energy", "factors", "position", "residuals", "totals", "cpu", "auto",
+                    "cuda:0", "z"]),
 )
 NUMBERS = st.one_of(st.booleans(), st.integers(-(2**70), 2**70), st.floats(allow_nan=True, allow_infinity=True))
 SEQUENCES = st.one_of(
