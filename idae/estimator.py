@@ -346,26 +346,25 @@ class IDAE:
         by_design = c.inversion == "design"
         regressors = design if by_design else self.natural_parameters(clinical)
         keep = contrast_columns(self.design)
+        x = self._tensor(genomic)  # genomic is already checked and in the model's gene order (fit, refit_inversion)
+        z = net.encode(x)
+        codes = z.double().cpu().numpy()  # what `encode` returns
         self.latent_model = fit_latent_model(
-            self.encode(genomic), regressors, c.inversion, keep=keep if by_design else None,
-            shrinkage=c.inversion_shrinkage,
+            codes, regressors, c.inversion, keep=keep if by_design else None, shrinkage=c.inversion_shrinkage,
             candidates=interaction_candidates(self.design) if by_design and c.latent_interactions else None,
         )  # fmt: skip
         effect = np.zeros((design.shape[1], len(self.genes)))
         direction, state_effect = np.zeros((design.shape[1], c.latent_dim)), effect.copy()
         if c.direct_path or c.state_path:
-            x = self._tensor(genomic)
-            z = net.encode(x)
             residuals = (x - net.decode(z)).double().cpu().numpy()
             shrunk, null = fit_direct_path(design, residuals, keep)
         if c.direct_path:
             effect = shrunk
             if c.direct_basis == "totals":
-                codes = z.double().cpu().numpy()
                 factor_effect = factor_path_effect(codes, design, self.latent_model, self.design, self._decode)
                 effect = anchor_direct_path(design, x.double().cpu().numpy(), factor_effect, keep, self.design, shrunk)
         if c.state_path:
-            state = patient_state(z.double().cpu().numpy(), self.latent_model, regressors, c.state_basis)
+            state = patient_state(codes, self.latent_model, regressors, c.state_basis)
             direction, state_effect = fit_state_path(design, state, residuals, keep, null)
         net.direct_effect.copy_(torch.as_tensor(effect, dtype=torch.float32))
         net.state_direction.copy_(torch.as_tensor(direction, dtype=torch.float32))
