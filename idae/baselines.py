@@ -32,7 +32,7 @@ from idae.data import (
     to_float32,
 )
 from idae.errors import IdaeError
-from idae.invert import _ridge, apply_changes, contrast_columns, fit_direct_path, fit_state_path, shrink
+from idae.invert import apply_changes, fit_direct_path, fit_state_path, ridge, shrink
 from idae.model import mlp
 from idae.train import seed_everything
 
@@ -449,7 +449,7 @@ class Linear(InversionBaseline):
     def fit(self, genomic: pd.DataFrame, clinical: pd.DataFrame) -> Linear:
         super().fit(genomic, clinical)
         design = self.design.transform(self.clinical).astype(float)
-        self.coef = _ridge(design, self.x.to_numpy(), self.alpha)[1:]  # drop the intercept row
+        self.coef = ridge(design, self.x.to_numpy(), self.alpha)[1:]  # drop the intercept row
         return self
 
     def _predict(self, x, old, new, changed):
@@ -504,7 +504,7 @@ class LinearShrunk(Linear):
     def fit(self, genomic: pd.DataFrame, clinical: pd.DataFrame) -> LinearShrunk:
         InversionBaseline.fit(self, genomic, clinical)
         design = self.design.transform(self.clinical).astype(float)
-        self.coef, self.null = fit_direct_path(design, self.x.to_numpy(), contrast_columns(self.design))
+        self.coef, self.null = fit_direct_path(design, self.x.to_numpy(), self.design.contrast_columns())
         return self
 
 
@@ -524,7 +524,7 @@ class LinearState(LinearShrunk):
         x = self.x.to_numpy()
         design = self.design.transform(self.clinical).astype(float)
         self.loadings = _whitened_loadings(x, self.mean, self.components)
-        keep = contrast_columns(self.design)
+        keep = self.design.contrast_columns()
         self.directions, self.slopes = fit_state_path(design, self.state(x), x, keep, self.null)
         return self
 

@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from idae.errors import IdaeError
+from idae.files import replaced_folder, restore_previous
 
 # Codes that public cohorts use for a missing clinical cell (survset uses "na", "missing" and "x").
 MISSING_CODES = ("", "na", "n/a", "nan", "none", "missing", "x", "?", "unknown", "not available")
@@ -326,6 +327,28 @@ def _single_values(values: pd.Series, name: str) -> None:
         )
 
 
+def _is_number(values: pd.Series) -> bool:
+    return pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values)
+
+
+def _level_counts(values: pd.Series, col: Any) -> pd.Series:
+    """Patients per observed level of a categorical, text or boolean clinical column, by level name: a
+    categorical's own order, else sorted (so False before True, and the first level is the reference)."""
+    if isinstance(values.dtype, pd.CategoricalDtype):
+        counts = values.value_counts().reindex(values.cat.categories, fill_value=0)
+        counts.index = [_level_name(v) for v in counts.index]
+        return counts[counts > 0]
+    _single_values(values, f"clinical column {col!r}")
+    text = values.astype(object).map(lambda v: v if pd.isna(v) else _level_name(v))
+    codes = sorted({v for v in text.dropna() if v.strip().lower() in MISSING_CODES})
+    if codes:
+        raise IdaeError(
+            f"clinical column {col!r} holds {codes}, which read as missing values, not as a level: set those "
+            "cells to NaN, or pass the table through idae.align, which does"
+        )
+    return text.value_counts().sort_index()
+
+
 def _level_name(value: Any) -> str:
     if isinstance(value, float) and value.is_integer():
         return str(int(value))
@@ -602,25 +625,19 @@ class ClinicalDesign:
             values = clinical[col]
             if values.isna().all():
                 raise IdaeError(f"clinical column {col!r} is entirely missing")
-            if isinstance(values.dtype, pd.CategoricalDtype):
-                counts = values.value_counts().reindex(values.cat.categories, fill_value=0)
-                counts = counts[counts > 0]
+            if isinstance(values.dtype, pd.CategoricalDtype) or not _is_number(values):
+                counts = _level_counts(values, col)
                 if len(counts) < 2:
                     raise IdaeError(f"clinical column {col!r} has a single observed level {list(counts.index)}")
-                levels[col] = [str(v) for v in counts.index]
+                levels[col] = list(counts.index)
                 freqs[col] = (counts / counts.sum()).tolist()
-            elif pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values):
+            else:
                 v = values.dropna().astype(float)
                 if not np.isfinite(v).all():
                     raise IdaeError(f"clinical column {col!r} holds non-finite values")
                 sd = float(v.std(ddof=0))
                 mean[col], scale[col] = float(v.mean()), sd if sd > 0 else 1.0
                 observed[col] = ((v - mean[col]) / scale[col]).tolist()
-            else:
-                raise IdaeError(
-                    f"clinical column {col!r} has dtype {values.dtype}: make it categorical or numeric "
-                    "(idae.align does this)"
-                )
         return cls(list(clinical.columns), levels, freqs, mean, scale, observed)
 
     @property
@@ -635,6 +652,23 @@ class ClinicalDesign:
             else:
                 names.append(col)
         return names + [f"{col}:missing" for col in self.columns]
+
+    def contrast_blocks(self) -> list[list[int]]:
+        """Per clinical column, the indices of its design columns a regression keeps: every level but the first of a
+        categorical column (one-hot rows sum to one, so the first level is the intercept's), or the numeric
+        column."""
+        blocks, start = [], 0
+        for col in self.columns:
+            width = len(self.levels[col]) if col in self.levels else 1
+            blocks.append(list(range(start + (col in self.levels), start + width)))
+            start += width
+        return blocks
+
+    def contrast_columns(self) -> np.ndarray:
+        """Indices of the design columns a regression keeps: the contrasts of every clinical column
+        (`contrast_blocks`), then every missing flag (the last `len(columns)` columns of a design row)."""
+        keep = [i for block in self.contrast_blocks() for i in block]
+        return np.asarray(keep + list(range(self.width - len(self.columns), self.width)), dtype=int)
 
     def transform(self, clinical: pd.DataFrame, rng: np.random.Generator | None = None) -> np.ndarray:
         """(n, width) float32 design; missing cells sampled with `rng`, else set to their expectation."""
@@ -753,35 +787,15 @@ def prepare(
     return Prepared(clinical, scaler.transform(genomic[genes]), split, info)
 
 
-def _previous(folder: Path) -> Path:
-    """Where `write_processed` keeps the last folder while it swaps the new one in."""
-    return folder.with_name(folder.name + ".previous")
-
-
-def _restore_previous(folder: Path) -> None:
-    """Undo a write killed between its two renames: the folder is gone, its last version is beside it."""
-    import os
-
-    if not folder.exists() and _previous(folder).is_dir():
-        os.replace(_previous(folder), folder)
-
-
 def write_processed(prepared: Prepared, folder: str | Path, manifest: dict[str, Any]) -> Path:
-    """Write clinical.parquet, genomic.parquet, split.csv and manifest.json into `folder`, atomically: the new
-    files go to a temporary folder, the old folder is renamed aside, the new one renamed in, and only then is the
-    old one deleted. A kill at any point leaves either folder in place (`read_processed` finds the old one)."""
+    """Write clinical.parquet, genomic.parquet, split.csv and manifest.json into `folder`, atomically
+    (`files.replaced_folder`): a kill at any point leaves the old folder or the new one (`read_processed` puts the
+    old one back if the kill fell between the two renames)."""
     import hashlib
     import json
-    import os
-    import shutil
-    import tempfile
 
     folder = Path(folder)
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    _restore_previous(folder)
-    previous = _previous(folder)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
-    try:
+    with replaced_folder(folder) as tmp:
         prepared.clinical.to_parquet(tmp / "clinical.parquet")
         prepared.genomic.to_parquet(tmp / "genomic.parquet")
         prepared.split.to_csv(tmp / "split.csv")
@@ -790,17 +804,6 @@ def write_processed(prepared: Prepared, folder: str | Path, manifest: dict[str, 
         }
         manifest = {**manifest, "files_sha256": files}
         (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1, default=str))
-        shutil.rmtree(previous, ignore_errors=True)
-        if folder.exists():
-            os.replace(folder, previous)
-        try:
-            os.replace(tmp, folder)
-        except BaseException:
-            _restore_previous(folder)
-            raise
-        shutil.rmtree(previous, ignore_errors=True)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     return folder
 
 
@@ -809,7 +812,7 @@ def read_processed(folder: str | Path) -> Prepared:
     import json
 
     folder = Path(folder)
-    _restore_previous(folder)
+    restore_previous(folder)
     needed = ["clinical.parquet", "genomic.parquet", "split.csv", "manifest.json"]
     absent = [n for n in needed if not (folder / n).is_file()]
     if absent:

@@ -7,7 +7,6 @@ them `num_HS_`); clinical columns arrive as `fac_*` / `num_*` with missing cells
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 
@@ -15,6 +14,7 @@ import pandas as pd
 
 from idae.data import clean_clinical
 from idae.errors import IdaeError
+from idae.files import replaced_file
 
 # survset column -> readable name, per cohort.
 COHORTS: dict[str, dict[str, str]] = {
@@ -82,9 +82,8 @@ def export_cohort(name: str, folder: str | Path) -> tuple[Path, Path]:
     folder.mkdir(parents=True, exist_ok=True)
     paths = folder / "clinical.csv", folder / "genomic.csv"
     for table, path in zip((clinical, genomic), paths, strict=True):
-        tmp = path.with_name(f".{path.name}.tmp")
-        table.to_csv(tmp, index_label="patient")
-        os.replace(tmp, path)
+        with replaced_file(path) as tmp:
+            table.to_csv(tmp, index_label="patient")
     return paths
 
 

@@ -10,8 +10,6 @@ import json
 import math
 import numbers
 import os
-import shutil
-import tempfile
 import warnings
 from pathlib import Path
 from typing import Any
@@ -23,6 +21,7 @@ import torch
 from idae import unmixing
 from idae.data import ClinicalDesign, Standardizer, check_clinical, check_genomic, to_float32
 from idae.errors import IdaeError, IdentifiabilityWarning
+from idae.files import replaced_folder, restore_previous
 from idae.invert import (
     DIRECT_BASES,
     METHODS,
@@ -30,7 +29,6 @@ from idae.invert import (
     LatentModel,
     anchor_direct_path,
     apply_changes,
-    contrast_columns,
     counterfactual_change,
     factor_path_effect,
     fit_direct_path,
@@ -345,7 +343,7 @@ class IDAE:
         design = self.design.transform(clinical).astype(float)
         by_design = c.inversion == "design"
         regressors = design if by_design else self.natural_parameters(clinical)
-        keep = contrast_columns(self.design)
+        keep = self.design.contrast_columns()
         x = self._tensor(genomic)  # genomic is already checked and in the model's gene order (fit, refit_inversion)
         z = net.encode(x)
         codes = z.double().cpu().numpy()  # what `encode` returns
@@ -527,22 +525,11 @@ class IDAE:
         except (TypeError, ValueError) as err:  # IdaeError is a ValueError
             raise IdaeError(f"cannot save this model, it could not be loaded back: {err}") from err
         try:
+            restore_previous(path)
             _check_target(path)
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
-            try:
+            with replaced_folder(path) as tmp:
                 (tmp / WEIGHTS).write_bytes(raw)
                 (tmp / CONFIG).write_text(text)
-                if path.exists():
-                    old = path.with_name(f".{path.name}.old")
-                    shutil.rmtree(old, ignore_errors=True)
-                    os.replace(path, old)
-                    os.replace(tmp, path)
-                    shutil.rmtree(old, ignore_errors=True)
-                else:
-                    os.replace(tmp, path)
-            finally:
-                shutil.rmtree(tmp, ignore_errors=True)
         except OSError as err:
             raise IdaeError(f"cannot save the model to {path}: {err}") from err
         return path
@@ -557,6 +544,7 @@ class IDAE:
         file with a wrong tensor is told which tensor, not just that it changed).
         """
         path = _as_path(path)
+        restore_previous(path)  # a save killed between its two renames left the last version beside it
         if not path.is_dir():
             raise IdaeError(f"{path} is not a saved IDAE model: " + ("not a folder" if path.exists() else "not found"))
         for name in (CONFIG, WEIGHTS):

@@ -12,14 +12,13 @@ import argparse
 import html
 import os
 import re
-import shutil
 import sys
-import tempfile
 from pathlib import Path
 
 import nbformat
 
 from idae.errors import IdaeError
+from idae.files import replaced_folder
 
 # The lab template without its CDN scripts (require.js, MathJax, mermaid, widgets), plus a link back to the index.
 OFFLINE_TEMPLATE = """{%- extends 'index.html.j2' -%}
@@ -79,23 +78,6 @@ def title_and_summary(nb: nbformat.NotebookNode, fallback: str) -> tuple[str, st
     return fallback, ""
 
 
-def swap_into_place(new: Path, target: Path) -> None:
-    """Move the folder new to target; a previous target is removed only once new is in place."""
-    if not target.exists():
-        os.replace(new, target)
-        return
-    old = Path(tempfile.mkdtemp(prefix=f".{target.name}.old.", dir=target.parent))
-    try:
-        os.replace(target, old / target.name)
-        try:
-            os.replace(new, target)
-        except OSError:
-            os.replace(old / target.name, target)
-            raise
-    finally:
-        shutil.rmtree(old, ignore_errors=True)
-
-
 def render_report(notebook_dir: Path, html_dir: Path, title: str) -> Path:
     """Render every numbered notebook in notebook_dir to html_dir/<stem>.html plus an index.html; return html_dir.
 
@@ -112,9 +94,7 @@ def render_report(notebook_dir: Path, html_dir: Path, title: str) -> Path:
         check_no_errors(nb, path.name)
 
     exporter = HTMLExporter(template_name="lab", raw_template=OFFLINE_TEMPLATE, embed_images=True)
-    html_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{html_dir.name}.", dir=html_dir.parent))
-    try:
+    with replaced_folder(html_dir) as tmp:
         items = []
         for path, nb in notebooks.items():
             heading, summary = title_and_summary(nb, path.stem)
@@ -129,10 +109,6 @@ def render_report(notebook_dir: Path, html_dir: Path, title: str) -> Path:
         index = INDEX.format(title=html.escape(title), items="\n".join(items))
         (tmp / "index.html").write_text(index, encoding="utf-8")
         os.chmod(tmp, 0o755)
-        swap_into_place(tmp, html_dir)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp)
     return html_dir
 
 

@@ -82,7 +82,7 @@ class LatentModel:
         return mean, np.exp(0.5 * logvar)
 
 
-def _ridge(r: np.ndarray, target: np.ndarray, alpha: float) -> np.ndarray:
+def ridge(r: np.ndarray, target: np.ndarray, alpha: float) -> np.ndarray:
     """Ridge coefficients with an unpenalised intercept: (1 + q, d)."""
     mu_r, mu_t = r.mean(axis=0), target.mean(axis=0)
     rc, tc = r - mu_r, target - mu_t
@@ -136,30 +136,10 @@ def least_squares(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray,
     return coef[0], coef[1:], se[1:]
 
 
-def _contrast_blocks(design: ClinicalDesign) -> tuple[list[list[int]], int]:
-    """Per clinical column, the indices of its design columns a regression keeps: every level but the first of a
-    categorical column (one-hot rows sum to one, so the first level is the intercept's), or the numeric column;
-    and the index of the first missing flag (the flags, one per column, close the design row)."""
-    blocks, start = [], 0
-    for col in design.columns:
-        width = len(design.levels[col]) if col in design.levels else 1
-        blocks.append(list(range(start + (col in design.levels), start + width)))
-        start += width
-    return blocks, start
-
-
-def contrast_columns(design: ClinicalDesign) -> np.ndarray:
-    """Indices of the design columns a regression keeps: the contrasts of every clinical column
-    (`_contrast_blocks`), then every missing flag."""
-    blocks, flags = _contrast_blocks(design)
-    keep = [i for block in blocks for i in block]
-    return np.asarray(keep + list(range(flags, flags + len(design.columns))), dtype=int)
-
-
 def interaction_candidates(design: ClinicalDesign) -> list[list[int]]:
     """Pairs of design columns whose product may enter the latent model: contrasts of two different clinical
     columns (missing flags excluded)."""
-    blocks = _contrast_blocks(design)[0]
+    blocks = design.contrast_blocks()
     return [[a, b] for i, first in enumerate(blocks) for second in blocks[i + 1 :] for a in first for b in second]
 
 
@@ -201,9 +181,9 @@ def fit_latent_model(z: np.ndarray, regressors: np.ndarray, method: str, keep: n
     factors and features (`shrink`); the others get zero. Without it: ridge with `alpha` on the regressors."""
     q, d = regressors.shape[1], z.shape[1]
     if not shrinkage:
-        mean_coef = _ridge(regressors, z, alpha)
+        mean_coef = ridge(regressors, z, alpha)
         resid = z - np.column_stack([np.ones(len(z)), regressors]) @ mean_coef
-        logvar_coef = _ridge(regressors, np.log(resid**2 + 1e-8) + LOG_CHI2_OFFSET, alpha * 10)
+        logvar_coef = ridge(regressors, np.log(resid**2 + 1e-8) + LOG_CHI2_OFFSET, alpha * 10)
         return LatentModel(method, mean_coef.tolist(), logvar_coef.tolist())
     keep = np.arange(q) if keep is None else keep
     selected = select_interactions(z, regressors, keep, candidates or [])
@@ -280,7 +260,7 @@ def factor_path_effect(codes: np.ndarray, design_rows: np.ndarray, latent: Laten
         (mean_high, sd_high), (mean_low, sd_low) = latent.moments(high), latent.moments(low)
         return (decode(mean_high + sd_high * position) - decode(mean_low + sd_low * position)).mean(axis=0)
 
-    for column, block in zip(design.columns, _contrast_blocks(design)[0], strict=True):
+    for column, block in zip(design.columns, design.contrast_blocks(), strict=True):
         if not block:
             continue
         if column in design.levels:
@@ -307,7 +287,7 @@ def anchor_direct_path(design_rows: np.ndarray, profiles: np.ndarray, factor_eff
     (the missing flags) keep `residual_effect`. Noisier than effects on the residuals, which have the factors'
     variance taken out, but not attenuated where the factors carry part of an effect and the decoder the rest."""
     _, coef, se = least_squares(design_rows[:, keep], profiles)
-    contrasts = {i for block in _contrast_blocks(design)[0] for i in block}
+    contrasts = {i for block in design.contrast_blocks() for i in block}
     effect = residual_effect.copy()
     for j, column in enumerate(keep):
         if column in contrasts:

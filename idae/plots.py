@@ -10,14 +10,17 @@ import pandas as pd
 import seaborn as sns
 from sklearn.decomposition import PCA
 
+from idae.files import replaced_file
+
 sns.set_theme(style="whitegrid", context="notebook")
 
 
 def save(fig: plt.Figure, path: str | Path) -> Path:
-    """Save as PNG (dpi 120, tight) creating the folder; deterministic metadata so reruns are stable."""
+    """Save as PNG (dpi 120, tight) creating the folder, in one rename (`files.replaced_file`); deterministic
+    metadata so reruns are stable."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120, bbox_inches="tight", metadata={"Software": None})
+    with replaced_file(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=120, bbox_inches="tight", metadata={"Software": None})
     return path
 
 

@@ -24,7 +24,6 @@ import os
 import re
 import shutil
 import sys
-import tempfile
 import time
 from functools import cache
 from pathlib import Path
@@ -33,6 +32,7 @@ from typing import Any
 import yaml
 
 from idae.errors import IdaeError
+from idae.files import previous_of, replaced_file
 from idae.html import notebook_paths as numbered_notebooks
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -191,7 +191,7 @@ def _keep_as_failed(out: Path) -> Path:
 
 def _restore(out: Path) -> None:
     """Undo a run that was killed before it finished: put the last good folder back in place."""
-    previous = out.with_name(out.name + ".previous")
+    previous = previous_of(out)
     if previous.exists():
         _keep_as_failed(out)
         os.replace(previous, out)
@@ -205,22 +205,17 @@ def _execute(paths: list[Path], params: dict[str, Any], nb_dir: Path, kernel: st
     for i, path in enumerate(paths, 1):
         own = {k: v for k, v in params.items() if k in declared_parameters(path)}
         target = nb_dir / path.name
-        fd, tmp = tempfile.mkstemp(suffix=".ipynb", prefix=f".{path.stem}.", dir=nb_dir)
-        os.close(fd)
         start = time.perf_counter()
         print(f"[idae.report] {i}/{len(paths)} {path.name} -> {target.relative_to(ROOT)}", flush=True)
         try:
-            pm.execute_notebook(
-                str(path), tmp, parameters=own, kernel_name=kernel, cwd=str(NOTEBOOKS), progress_bar=False
-            )
-            os.replace(tmp, target)
+            with replaced_file(target, suffix=".ipynb") as tmp:  # papermill wants the extension
+                pm.execute_notebook(
+                    str(path), str(tmp), parameters=own, kernel_name=kernel, cwd=str(NOTEBOOKS), progress_bar=False
+                )
         except pm.PapermillExecutionError as err:
             raise IdaeError(
                 f"{path.name} failed in cell {err.exec_count}: {err.ename}: {err.evalue}".rstrip()
             ) from None
-        finally:
-            if os.path.exists(tmp):
-                os.remove(tmp)
         print(f"[idae.report]     done in {time.perf_counter() - start:.0f} s", flush=True)
 
 
@@ -249,7 +244,7 @@ def run(
     out = BUILD / name
     BUILD.mkdir(exist_ok=True)
     _restore(out)
-    previous = out.with_name(out.name + ".previous")
+    previous = previous_of(out)
     if out.exists():
         if (out / RECORD).is_file():
             os.replace(out, previous)
@@ -262,7 +257,8 @@ def run(
         render_report(out / "notebooks", out / "html", title=f"idae report: {name}")
         record = {"name": name, "profile": profile, "parameters": params, "seconds": round(time.time() - start),
                   "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z")}  # fmt: skip
-        (out / RECORD).write_text(json.dumps(record, indent=1) + "\n")
+        with replaced_file(out / RECORD) as tmp:  # its presence marks a finished run: never half-written
+            tmp.write_text(json.dumps(record, indent=1) + "\n")
     except BaseException:
         failed = _keep_as_failed(out)
         if previous.exists():

@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import glob
 import hashlib
 import json
 import math
 import os
 import random
 import sys
-import tempfile
 import time
 import warnings
 from collections.abc import Callable, Mapping
@@ -24,6 +22,7 @@ import torch
 from tqdm import tqdm
 
 from idae.errors import IdaeError
+from idae.files import partial_files, replaced_file
 from idae.model import IDAENet, dsm_loss, elbo_loss, infonce_loss, reconstruction_loss
 
 OBJECTIVES = ("ivae", "infonce", "dsm")
@@ -362,23 +361,8 @@ def read_checkpoint(path: Path, expected: Mapping[str, Any]) -> dict[str, Any]:
 def write_checkpoint(path: Path, state: dict[str, Any]) -> None:
     """torch.save `state` to `path` atomically: a temporary file in the same folder, fsync, os.replace."""
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        try:
-            with os.fdopen(fd, "wb") as f:
-                torch.save(state, f)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
-        except BaseException:  # KeyboardInterrupt too: the previous checkpoint stays, the partial file goes
-            Path(tmp).unlink(missing_ok=True)
-            raise
-        if hasattr(os, "O_DIRECTORY"):  # make the rename itself durable
-            folder = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
-            try:
-                os.fsync(folder)
-            finally:
-                os.close(folder)
+        with replaced_file(path, durable=True) as tmp:  # a kill keeps the previous checkpoint, drops the partial file
+            torch.save(state, tmp)
     except OSError as err:
         raise IdaeError(f"cannot write checkpoint {path}: {err}") from err
 
@@ -388,7 +372,7 @@ def discard_checkpoint(path: Path | None) -> None:
     if path is None:
         return
     try:
-        for stale in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
+        for stale in partial_files(path):
             stale.unlink(missing_ok=True)
         path.unlink(missing_ok=True)
     except OSError as err:

@@ -46,6 +46,7 @@ from idae.benchmarks import (
     stability,
 )
 from idae.data import read_processed
+from idae.files import replaced_file
 
 LATENT_SIZES = (2, 4, 6, 8, 12)
 
@@ -104,10 +105,10 @@ def write_table(table: pd.DataFrame, out: Path, name: str, argv: list[str], seed
     rank = {v: i for i, v in enumerate(VARIANTS)}  # rows in the order of VARIANTS, whatever run wrote them
     table = table.sort_values(keys, key=lambda c: c.map(rank) if c.name == "variant" else c.map(
         {v: i for i, v in enumerate(dict.fromkeys(c))}), kind="stable", ignore_index=True)  # fmt: skip
-    tmp = out / f".{name}.csv.tmp"
-    table.to_csv(tmp, index=False)
-    os.replace(tmp, csv)
-    meta.write_text(json.dumps(record, indent=1) + "\n")
+    with replaced_file(csv) as tmp:
+        table.to_csv(tmp, index=False)
+    with replaced_file(meta) as tmp:
+        tmp.write_text(json.dumps(record, indent=1) + "\n")
     return table
 
 

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
 import warnings
@@ -32,6 +31,7 @@ from tqdm import tqdm
 from idae import IDAE
 from idae import casestudy as cs
 from idae.baselines import INVERSION_METHODS, fit_inversion
+from idae.files import replaced_file
 from idae.metrics import interval_coverage
 from idae.synthetic import make_cohort
 
@@ -92,11 +92,11 @@ def main(argv: list[str] | None = None) -> int:
     rows = [row for seed in tqdm(seeds, desc="inversion, harder setting") for row in run_seed(seed)]
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    tmp = out / ".inversion_harder.csv.tmp"
-    pd.DataFrame(rows).to_csv(tmp, index=False, float_format="%.4f")
-    os.replace(tmp, out / "inversion_harder.csv")
+    with replaced_file(out / "inversion_harder.csv") as tmp:
+        pd.DataFrame(rows).to_csv(tmp, index=False, float_format="%.4f")
     record = provenance(argv, seeds, script="scripts/inversion_sweep.py")
-    (out / "inversion_harder.json").write_text(json.dumps(record, indent=1) + "\n")
+    with replaced_file(out / "inversion_harder.json") as tmp:
+        tmp.write_text(json.dumps(record, indent=1) + "\n")
     table = pd.DataFrame(rows).groupby("method", sort=False)[["pearson", "r2"]].median()
     print("median over the cohort seeds, as notebook 05 shows it")
     print(table.round(3).to_string())

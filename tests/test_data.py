@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 import idae
@@ -745,6 +745,40 @@ def test_clinical_design_missing_cells_expectation_vs_sample(design_data):
     np.testing.assert_array_equal(design.transform(clinical.iloc[:3], rng=np.random.default_rng(0)), x[:3])
 
 
+@settings(max_examples=40, deadline=None)
+@given(
+    st.lists(st.sampled_from(["neg", "pos", "low", None]), min_size=6, max_size=30),
+    st.sampled_from(["object", "str", "category"]),
+)
+def test_text_columns_are_categorical_without_align(cells, dtype):
+    """A text column fits as the categorical it names, whatever its dtype: the same levels (sorted, so the
+    first is the reference), frequencies and design rows."""
+    assume(len({c for c in cells if c is not None}) >= 2)
+    age = np.linspace(40, 70, len(cells))
+    text = pd.Series(cells, dtype="object")
+    column = text.astype("category") if dtype == "category" else text.astype(dtype) if dtype == "str" else text
+    design = ClinicalDesign.fit(pd.DataFrame({"er": column, "age": age}))
+    reference = ClinicalDesign.fit(
+        pd.DataFrame({"er": pd.Categorical(text, categories=sorted({c for c in cells if c is not None})), "age": age})
+    )
+    assert design.levels == reference.levels
+    assert design.frequencies["er"] == pytest.approx(reference.frequencies["er"])
+    table = pd.DataFrame({"er": text, "age": age})
+    np.testing.assert_array_equal(design.transform(table), reference.transform(table))
+
+
+def test_boolean_columns_are_categorical(design_data):
+    clinical, _ = design_data
+    flags = clinical.assign(treated=[True, False, True, True, False, False, True, True])
+    design = ClinicalDesign.fit(flags)
+    assert design.levels["treated"] == ["False", "True"]
+    rows = design.transform(flags)
+    names = design.feature_names()
+    np.testing.assert_array_equal(rows[:, names.index("treated=True")], flags["treated"].to_numpy(dtype=float))
+    with_missing = flags.assign(treated=pd.array([True, None, False, True, False, True, True, False], dtype="boolean"))
+    assert ClinicalDesign.fit(with_missing).frequencies["treated"] == pytest.approx([3 / 7, 4 / 7])
+
+
 def test_clinical_design_errors_and_round_trip(design_data):
     clinical, design = design_data
     new = pd.DataFrame({"er": ["pos", "unsure"], "age": [50.0, 60.0]})
@@ -754,8 +788,12 @@ def test_clinical_design_errors_and_round_trip(design_data):
         design.transform(clinical[["er"]])
     with pytest.raises(idae.IdaeError, match=r"clinical column 'age' holds non-finite values"):
         design.transform(clinical.assign(age=np.inf))
-    with pytest.raises(idae.IdaeError, match=r"clinical column 'note' has dtype (object|str): make it categorical"):
+    with pytest.raises(idae.IdaeError, match=r"clinical column 'note' has a single observed level \['text'\]"):
         ClinicalDesign.fit(clinical.assign(note="text"))
+    with pytest.raises(idae.IdaeError, match=r"clinical column 'er' holds \['missing', 'na'\], which read as missing"):
+        ClinicalDesign.fit(clinical.assign(er=["pos", "neg", "na", "pos", "missing", "neg", "pos", "pos"]))
+    with pytest.raises(idae.IdaeError, match=r"clinical column 'er' holds list values, e.g. \[1, 2\] for patient 'p0'"):
+        ClinicalDesign.fit(clinical.assign(er=[[1, 2]] + ["pos"] * 7))
     with pytest.raises(idae.IdaeError, match=r"clinical column 'er' has a single observed level \['pos'\]"):
         ClinicalDesign.fit(clinical.assign(er=pd.Categorical(["pos"] * 8, categories=["neg", "pos"])))
     with pytest.raises(idae.IdaeError, match=r"clinical column 'age' is entirely missing"):

@@ -85,6 +85,24 @@ def test_invert_accepts_a_table_of_new_values_and_no_change_is_identity(fitted, 
     assert moved.index.equals(genomic.index) and not np.allclose(moved, genomic)
 
 
+def test_text_and_boolean_columns_fit_without_align_and_match_their_categorical_fit(fitted, data, tmp_path):
+    """The tables users have: er as text, a boolean flag. The fit is the one the categorical table gives, and a
+    flip names the level as text."""
+    clinical, genomic = data
+    as_text = clinical.assign(er=clinical["er"].astype(str).astype(object), grade=clinical["grade"].astype(str))
+    model = IDAE(latent_dim=3, seed=0, **TINY).fit(genomic, as_text)
+    assert model.design.levels == fitted.design.levels
+    np.testing.assert_array_equal(model.encode(genomic), fitted.encode(genomic))
+    flipped = model.invert(genomic, as_text, {"er": "pos"})
+    pd.testing.assert_frame_equal(flipped, fitted.invert(genomic, clinical, {"er": "pos"}))
+    flagged = clinical.assign(treated=(clinical["age"] > 55).to_numpy())
+    with_flag = IDAE(latent_dim=3, seed=0, **TINY).fit(genomic, flagged)
+    assert with_flag.design.levels["treated"] == ["False", "True"]
+    again = IDAE.load(with_flag.save(tmp_path / "flag"))
+    pd.testing.assert_frame_equal(again.invert(genomic, flagged, {"treated": True}),
+                                  with_flag.invert(genomic, flagged, {"treated": True}))
+
+
 def test_natural_parameters_shape(fitted, data):
     clinical, _ = data
     lam = fitted.natural_parameters(clinical)

@@ -14,7 +14,6 @@ from idae.data import ClinicalDesign
 from idae.errors import IdaeError
 from idae.invert import (
     LatentModel,
-    contrast_columns,
     fit_direct_path,
     fit_latent_model,
     fit_state_path,
@@ -73,7 +72,7 @@ def test_contrast_columns_drop_the_first_level_of_each_categorical_column():
                              "er": pd.Categorical(["neg", "pos", "pos", "neg"])})  # fmt: skip
     design = ClinicalDesign.fit(clinical)
     names = design.feature_names()
-    kept = [names[i] for i in contrast_columns(design)]
+    kept = [names[i] for i in design.contrast_columns()]
     assert kept == ["grade=2", "grade=3", "age", "er=pos", "grade:missing", "age:missing", "er:missing"]
 
 
@@ -261,7 +260,7 @@ def test_direct_path_on_totals_moves_the_patients_on_average_by_the_shrunk_total
     scale = model.standardizer.scale
     x = model.standardizer.transform(genomic).to_numpy()
     design = model.design.transform(clinical).astype(float)
-    keep = contrast_columns(model.design)
+    keep = model.design.contrast_columns()
     _, coef, se = least_squares(design[:, keep], x)
     er_pos = model.design.feature_names().index("er=pos")
     total = shrink_posterior(coef[list(keep).index(er_pos)], se[list(keep).index(er_pos)])[0]

@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 
 from idae import IDAE, IdaeError
 from idae.estimator import FORMAT_VERSION
+from idae.files import previous_of
 
 TINY = {"encoder_hidden": (8,), "condition_hidden": (4,), "decoder_hidden": (8,), "max_epochs": 2,
         "val_fraction": 0.0, "progress": False}  # fmt: skip
@@ -475,6 +476,16 @@ def test_save_never_replaces_what_is_not_a_model(fitted, tmp_path):
         fitted.save(file / "model")  # the parent is a file
     with pytest.raises(IdaeError, match="model path"):
         fitted.save(42)
+
+
+def test_a_save_killed_between_its_two_renames_loses_nothing(fitted, tmp_path):
+    path = fitted.save(tmp_path / "model")
+    os.replace(path, previous_of(path))  # the state a kill leaves: the old model set aside, the new one not in yet
+    assert IDAE.load(path).genes == fitted.genes  # load puts the last version back
+    assert not previous_of(path).exists()
+    os.replace(path, previous_of(path))
+    assert IDAE.load(fitted.save(path)).genes == fitted.genes  # and so does the next save, which then replaces it
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model"]
 
 
 def test_save_refuses_non_finite_weights(data, tmp_path):
