@@ -67,7 +67,7 @@ bench: $(STAMP) ## speed and memory figures beside their baselines (prints a tab
 	$(PY) scripts/bench.py
 
 sweep: $(STAMP) ## the identifiability ablation and the harder inversion benchmark (about 100 min): data/*.csv
-	$(PY) scripts/identifiability_sweep.py --seeds 5 --segments --real --latent-sizes --out data
+	$(PY) scripts/identifiability_sweep.py --seeds 5 --resamples 20 --segments --real --latent-sizes --out data
 	$(PY) scripts/inversion_sweep.py --seeds 5 --out data
 
 lab: $(STAMP) ## open the report in JupyterLab on the idae kernel

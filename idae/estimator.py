@@ -43,9 +43,10 @@ from idae.model import AUGMENTATIONS, HEADS, IDAENet
 from idae.train import OBJECTIVES, History, checkpoint_path, fingerprint, resolve_device, seed_everything, train
 
 WEIGHTS, CONFIG = "weights.pt", "config.json"
-FORMAT_VERSION = 9  # 2: config.json records the SHA-256 of weights.pt; 3: projection, heads, linear stage;
+FORMAT_VERSION = 10  # 2: config.json records the SHA-256 of weights.pt; 3: projection, heads, linear stage;
 # 4: the inversion's direct path and shrunk latent model; 5: the inversion's state path; 6: latent interactions;
-# 7: the latent interactions' centre; 8: the state path's state_basis; 9: the direct path's direct_basis
+# 7: the latent interactions' centre; 8: the state path's state_basis; 9: the direct path's direct_basis;
+# 10: component_noise
 
 
 def statistics_per_factor(head: str, linear_stage: bool, augmentation: tuple[str, ...] | list[str]) -> int:
@@ -68,7 +69,8 @@ class Config:
     decoder_hidden: tuple[int, ...] = (128, 128)
     spectral_norm: bool = True  # on the encoder's MLP
     linear_stage: bool = True  # the conditional maximum-likelihood linear map after training (idae.unmixing)
-    noise: float = 0.0  # corruption sd of the encoder's input, in units of each gene's sd
+    noise: float = 0.0  # corruption sd of the genes the encoder reads, in units of each gene's sd
+    component_noise: float = 0.0  # corruption sd of the whitened components the encoder reads (their sds)
     decoder_noise: float = 0.0
     reconstruction_weight: float = 1.0  # of the reconstruction term ("infonce" and "dsm")
     contrastive_weight: float = 50.0  # "ivae": weight of the InfoNCE term beside the ELBO (both nats per patient)
@@ -135,13 +137,13 @@ class Config:
                 raise IdaeError(f"{name} must be positive, got {getattr(self, name)!r}")
         if self.objective == "dsm" and not finite_number("noise") > 0:
             raise IdaeError(f"objective 'dsm' needs a positive noise (its corruption), got {self.noise!r}")
-        for name in ("noise", "decoder_noise", "reconstruction_weight", "contrastive_weight", "weight_decay",
-                     "val_fraction", "missing_weight"):
+        for name in ("noise", "component_noise", "decoder_noise", "reconstruction_weight", "contrastive_weight",
+                     "weight_decay", "val_fraction", "missing_weight"):
             if not finite_number(name) >= 0:
                 raise IdaeError(f"{name} must be non-negative, got {getattr(self, name)!r}")
-        for name in ("noise", "decoder_noise"):  # in gene sds; beyond this the corruption is all there is
+        for name in ("noise", "component_noise", "decoder_noise"):  # in sds: beyond 100 the corruption is all there is
             if getattr(self, name) > 100:
-                raise IdaeError(f"{name} is in gene sds and must be at most 100, got {getattr(self, name)!r}")
+                raise IdaeError(f"{name} is in sds of its input and must be at most 100, got {getattr(self, name)!r}")
         if isinstance(self.seed, bool) or not isinstance(self.seed, int) or not 0 <= self.seed < 2**32:
             raise IdaeError(f"seed must be an integer in [0, 2**32), got {self.seed!r}")
         if not 0 <= self.val_fraction < 0.5:
@@ -396,7 +398,7 @@ class IDAE:
             n_genes=n_genes, n_design=n_design, latent_dim=c.latent_dim,
             input_components=c.components_per_factor * c.latent_dim, head=c.head, augmentation=c.augmentation,
             encoder_hidden=c.encoder_hidden, condition_hidden=c.condition_hidden, decoder_hidden=c.decoder_hidden,
-            decoder_noise=c.decoder_noise, spectral=c.spectral_norm,
+            decoder_noise=c.decoder_noise, spectral=c.spectral_norm, component_noise=c.component_noise,
         )  # fmt: skip
 
     def condition_report(self, clinical: pd.DataFrame) -> ConditionReport:

@@ -79,13 +79,17 @@ def augment(z: torch.Tensor, terms: tuple[str, ...] = AUGMENTATIONS) -> torch.Te
 class Projection(nn.Module):
     """P: standardised genes (n, p) -> whitened principal components (n, k), fitted once (`fit`), not trained.
 
-    With k = 0 it is the identity (the encoder then reads every gene, as in the seed model).
+    With k = 0 it is the identity (the encoder then reads every gene, as in the seed model). While training,
+    `noise` adds Gaussian corruption of that sd to each output, in whitened units: every component is corrupted
+    alike, where a corruption of the genes reaches component j with sd noise / (its sd), so that it swamps the
+    small components and barely touches the large ones.
     """
 
-    def __init__(self, n_genes: int, n_components: int):
+    def __init__(self, n_genes: int, n_components: int, noise: float = 0.0):
         super().__init__()
         self.register_buffer("components", torch.zeros(n_genes, n_components))  # unit columns
         self.register_buffer("scale", torch.ones(n_components))  # sd of each component on the training data
+        self.noise = noise
 
     @property
     def width(self) -> int:
@@ -101,9 +105,10 @@ class Projection(nn.Module):
             self.scale.copy_((s[:k] / math.sqrt(len(x))).clamp_min(1e-6 * float(s[0])))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if not self.components.shape[1]:
-            return x
-        return x @ self.components / self.scale
+        p = x @ self.components / self.scale if self.components.shape[1] else x
+        if self.training and self.noise > 0:
+            p = p + self.noise * torch.randn_like(p)
+        return p
 
     def loadings(self, d: int) -> torch.Tensor:
         """(p, d): genes as a linear function of the first d whitened components, the inverse of `forward`."""
@@ -186,6 +191,7 @@ class IDAENet(nn.Module):
         decoder_hidden: tuple[int, ...] = (128, 128),
         decoder_noise: float = 0.0,
         spectral: bool = True,
+        component_noise: float = 0.0,
     ):
         super().__init__()
         if head not in HEADS:
@@ -198,7 +204,7 @@ class IDAENet(nn.Module):
         self.augmentation = ("z", "z2") if head == "gaussian" else tuple(t for t in AUGMENTATIONS if t in augmentation)
         self.latent_dim = latent_dim
         n_out = 2 * latent_dim if head == "gaussian" else latent_dim * len(self.augmentation)
-        self.projection = Projection(n_genes, min(input_components, n_genes))
+        self.projection = Projection(n_genes, min(input_components, n_genes), component_noise)
         self.encoder = Encoder(self.projection.width, latent_dim, encoder_hidden, spectral)
         # The energy head's condition encoder is spectral-normalised with one learnt scale (a temperature),
         # as in the seed; the Gaussian head's outputs are a mean and a log-variance, which need their range.

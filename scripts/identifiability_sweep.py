@@ -10,8 +10,8 @@ hour on 2 cores), so it runs as `make sweep` and writes its tables for notebook 
 
 Notebook 04 re-measures the default and the strongest alternative in its own run.
 
-    python scripts/identifiability_sweep.py [--seeds 5] [--out data] [--only NAME ...] [--segments] [--real]
-                                            [--latent-sizes] [--no-cohort] [--update]
+    python scripts/identifiability_sweep.py [--seeds 5] [--resamples N] [--out data] [--only NAME ...] [--segments]
+                                            [--real] [--latent-sizes] [--no-cohort] [--update]
 
 With --update, the rows of the variants run replace theirs in the existing tables and the others are kept; the
 provenance file then lists each update (command, commit, date, variants) under "updates". `make sweep` runs
@@ -116,6 +116,8 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seeds", type=int, default=5)
+    parser.add_argument("--resamples", type=int, default=None,
+                        help="resampled training sets for stability on the processed cohort (default: --seeds)")
     parser.add_argument("--out", default="data")
     parser.add_argument("--only", nargs="*", help="run these variants only (names as in VARIANTS)")
     parser.add_argument("--segments", action="store_true", help="also the segment simulation (slow)")
@@ -127,6 +129,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "2")))
     seeds = list(range(args.seeds))
+    resamples = args.seeds if args.resamples is None else args.resamples
     names = args.only or list(VARIANTS)
     unknown = [n for n in names if n not in VARIANTS]
     if unknown:
@@ -156,7 +159,7 @@ def main(argv: list[str] | None = None) -> int:
         for name in tqdm([n for n in names if n in REAL_VARIANTS], desc="stability on the real cohort"):
             method, options, what = VARIANTS[name]
             real_rows.append({"variant": name, "changes": what, "held-out patients": len(real.genomic_test),
-                              **stability(method, real, seeds=args.seeds, resamples=args.seeds, **options)})
+                              **stability(method, real, seeds=args.seeds, resamples=resamples, **options)})
         table = write_table(pd.DataFrame(real_rows), out, "identifiability_real", argv, seeds, ["variant"], args.update)
         print(table.round(3).to_string())
     if args.latent_sizes:
@@ -165,7 +168,7 @@ def main(argv: list[str] | None = None) -> int:
         for d in tqdm(LATENT_SIZES, desc="latent sizes on the real cohort"):
             split = processed_split(prepared, latent_dim=d)
             size_rows.append({"variant": "default", "latent_dim": d, "held-out patients": len(split.genomic_test),
-                              **stability("idae", split, seeds=args.seeds, resamples=args.seeds)})
+                              **stability("idae", split, seeds=args.seeds, resamples=resamples)})
         table = write_table(pd.DataFrame(size_rows), out, "latent_size", argv, seeds, ["latent_dim"], args.update)
         print(table.round(3).to_string())
     return 0

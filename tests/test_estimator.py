@@ -352,6 +352,8 @@ def test_a_normal_fit_raises_no_warning(data):
         ({"encoder_hidden": (16, 0)}, "encoder_hidden"),
         ({"objective": "dsm", "noise": 0.0}, "needs a positive noise"),
         ({"noise": -1.0}, "noise must be non-negative"),
+        ({"component_noise": -0.1}, "component_noise must be non-negative"),
+        ({"component_noise": 1e3}, "component_noise is in sds of its input and must be at most 100"),
         ({"objective": "ivae", "head": "energy"}, "needs head='gaussian'"),
         ({"head": "laplace"}, "head must be one of"),
         ({"components_per_factor": -1}, "components_per_factor"),

@@ -127,6 +127,21 @@ def test_projection_whitens_the_training_genes_and_zero_components_is_the_identi
     assert identity.width == GENES and projection.width == 5
 
 
+def test_component_noise_corrupts_every_whitened_component_alike_and_only_while_training():
+    # genes of very unequal spread: a corruption of the genes would reach the small components far more
+    x = torch.randn(2000, GENES, generator=torch.Generator().manual_seed(2)) * torch.logspace(0, -2, GENES)
+    x = x - x.mean(dim=0)
+    projection = Projection(GENES, 5, noise=0.3)
+    projection.fit(x)
+    projection.eval()
+    clean = projection(x)
+    torch.testing.assert_close(projection(x), clean)
+    projection.train()
+    torch.manual_seed(0)
+    spread = (projection(x) - clean).std(dim=0)
+    torch.testing.assert_close(spread, torch.full((5,), 0.3), atol=0.02, rtol=0)
+
+
 def test_untrained_model_is_pca_of_rank_d():
     """At the start, f gives the first d whitened principal components and h maps them back: rank-d PCA."""
     torch.manual_seed(0)
