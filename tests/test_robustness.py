@@ -455,7 +455,8 @@ def test_a_fitted_model_returns_or_raises_idae_error_for_any_input(fitted, genom
 FIELDS = {
     "latent_dim": "int", "max_epochs": "int", "batch_size": "int", "warmup_epochs": "int", "patience": "int",
     "seed": "int", "noise": "float", "component_noise": "float", "decoder_noise": "float",
-    "reconstruction_weight": "float", "contrastive_weight": "float", "learning_rate": "float", "weight_decay": "float", "clip_norm": "float",
+    "reconstruction_weight": "float", "contrastive_weight": "float", "learning_rate": "float", "weight_decay": "float",
+    "clip_norm": "float",
     "val_fraction": "float", "missing_weight": "float", "objective": "any", "inversion": "any",
     "state_basis": "any", "direct_basis": "any", "device": "any", "progress": "any",
     "augmentation": "sequence", "encoder_hidden": "sequence", "condition_hidden": "sequence",
