@@ -159,7 +159,8 @@ def main(argv: list[str] | None = None) -> int:
         for name in tqdm([n for n in names if n in REAL_VARIANTS], desc="stability on the real cohort"):
             method, options, what = VARIANTS[name]
             real_rows.append({"variant": name, "changes": what, "held-out patients": len(real.genomic_test),
-                              "resampled sets": resamples, **stability(method, real, seeds=args.seeds, resamples=resamples, **options)})
+                              "resampled sets": resamples,
+                              **stability(method, real, seeds=args.seeds, resamples=resamples, **options)})
         table = write_table(pd.DataFrame(real_rows), out, "identifiability_real", argv, seeds, ["variant"], args.update)
         print(table.round(3).to_string())
     if args.latent_sizes:
@@ -168,7 +169,8 @@ def main(argv: list[str] | None = None) -> int:
         for d in tqdm(LATENT_SIZES, desc="latent sizes on the real cohort"):
             split = processed_split(prepared, latent_dim=d)
             size_rows.append({"variant": "default", "latent_dim": d, "held-out patients": len(split.genomic_test),
-                              "resampled sets": resamples, **stability("idae", split, seeds=args.seeds, resamples=resamples)})
+                              "resampled sets": resamples,
+                              **stability("idae", split, seeds=args.seeds, resamples=resamples)})
         table = write_table(pd.DataFrame(size_rows), out, "latent_size", argv, seeds, ["latent_dim"], args.update)
         print(table.round(3).to_string())
     return 0
