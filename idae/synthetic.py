@@ -484,7 +484,8 @@ class SemiSynthetic:
     clinical (n, k + 1): the real table plus `column` ("neg" / "pos", categorical); genomic (n, p): the real
     profiles with each "pos" patient's effect added; effect (n, p): every patient's true change from "neg" to
     "pos" (zero outside `genes`), in the units of the input profiles; state (n,): the patient's own expression
-    state (standardised score on a random direction of the leading principal components) the effect depends on.
+    state (standardised score on a random direction of the leading principal components) the effect depends on;
+    sparsity, effect_size, interaction: the generator's settings, its prior over a gene's effect.
     """
 
     clinical: pd.DataFrame
@@ -493,6 +494,9 @@ class SemiSynthetic:
     state: pd.Series
     genes: pd.Index
     column: str
+    sparsity: float
+    effect_size: float
+    interaction: float
 
     def true_change(self, to: str) -> pd.DataFrame:
         """(n, p) true change of setting `column` to `to` for every patient: the effect for a "neg" patient sent
@@ -502,6 +506,49 @@ class SemiSynthetic:
         now = self.clinical[self.column].astype(str).to_numpy()
         sign = np.where(now == to, 0.0, 1.0 if to == "pos" else -1.0)
         return self.effect * sign[:, None]
+
+    def bayes_change(self, train: pd.Index, grid: int = 200) -> pd.DataFrame:
+        """(n, p) every patient's change to the other level as the Bayes posterior mean given the `train` patients,
+        each patient's true state and the generator's own prior: a reference ceiling, not a predictor.
+
+        Per gene, the least-squares estimates (â, b̂) of x on [1, s, pos, pos·s] over the training patients are
+        Gaussian around the gene's (shared part, state slope) with covariance σ²(XᵀX)⁻¹, σ² from the residuals. The
+        prior puts 1 − sparsity on no effect and spreads the rest over a = ±effect_size·u, b = ±interaction·|a|,
+        u on a `grid` of midpoints of [0.5, 1.5]. The posterior mean minimises the expected squared error given
+        these data: a method that must learn the effect from the same patients, without the true state, the
+        affected genes or the prior, does not beat it on average.
+        """
+        train = pd.Index(train)
+        unknown = train.difference(self.genomic.index)
+        if len(unknown):
+            raise IdaeError(f"train holds patients not in the data: {list(unknown[:5])} ({len(unknown)} in all)")
+        x = self.genomic.loc[train].to_numpy(dtype=float)
+        state = self.state.to_numpy()
+        positive = (self.clinical[self.column].astype(str) == "pos").to_numpy().astype(float)
+        s, pos = self.state.loc[train].to_numpy(), positive[self.genomic.index.get_indexer(train)]
+        design = np.column_stack([np.ones(len(train)), s, pos, pos * s])
+        if np.linalg.matrix_rank(design) < 4 or len(train) <= 4:
+            raise IdaeError("train needs more than 4 patients of both levels, whose states vary within each level")
+        beta, *_ = np.linalg.lstsq(design, x, rcond=None)
+        noise = ((x - design @ beta) ** 2).sum(axis=0) / (len(train) - 4)  # (p,)
+        precision = np.linalg.inv(np.linalg.inv(design.T @ design)[2:, 2:])  # of (â, b̂), in units of σ²
+        u = 0.5 + (np.arange(grid) + 0.5) / grid
+        shared = self.effect_size * np.concatenate([u, -u, u, -u])
+        slab = np.column_stack([shared, self.interaction * np.abs(shared) * np.repeat([1.0, 1.0, -1.0, -1.0], grid)])
+        estimate = beta[2:].T  # (p, 2)
+        posterior = np.zeros_like(estimate)
+        for start in range(0, len(estimate), 2000):  # genes in chunks: (chunk, 4 grid, 2) at a time
+            est, var = estimate[start:start + 2000], noise[start:start + 2000, None]
+            diff = est[:, None, :] - slab[None]
+            log_slab = -0.5 * np.einsum("gki,ij,gkj->gk", diff, precision, diff) / var
+            log_null = -0.5 * np.einsum("gi,ij,gj->g", est, precision, est)[:, None] / var
+            top = np.maximum(log_slab.max(axis=1, keepdims=True), log_null)
+            w_slab = self.sparsity / len(slab) * np.exp(log_slab - top)
+            w_null = (1 - self.sparsity) * np.exp(log_null - top)
+            posterior[start:start + 2000] = (w_slab @ slab) / (w_slab.sum(axis=1, keepdims=True) + w_null)
+        sign = np.where(positive == 1, -1.0, 1.0)  # each patient to the other level
+        change = sign[:, None] * (posterior[:, 0][None] + state[:, None] * posterior[:, 1][None])
+        return pd.DataFrame(change, index=self.genomic.index, columns=self.genomic.columns)
 
 
 def make_semisynthetic(
@@ -570,4 +617,4 @@ def make_semisynthetic(
     frame = {"index": genomic.index, "columns": genomic.columns}
     state_series = pd.Series(state, index=genomic.index, name="state")
     return SemiSynthetic(out_clinical, pd.DataFrame(observed, **frame), pd.DataFrame(effect, **frame), state_series,
-                         genomic.columns[genes], column)  # fmt: skip
+                         genomic.columns[genes], column, sparsity, effect_size, interaction)  # fmt: skip

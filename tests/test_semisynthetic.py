@@ -69,3 +69,42 @@ def test_bad_input_is_named():
         make_semisynthetic(genomic, clinical, sparsity=0.001)
     with pytest.raises(IdaeError, match="to must be 'neg' or 'pos'"):
         make_semisynthetic(genomic, clinical).true_change("yes")
+
+
+# ---------------------------------------------------------------------------------------- the Bayes ceiling
+
+
+def ols_change(data, train: pd.Index) -> np.ndarray:
+    """Each patient's change to the other level from per-gene least squares on [1, s, pos, pos*s], every gene."""
+    s = data.state.to_numpy()
+    pos = (data.clinical["hidden"] == "pos").to_numpy().astype(float)
+    rows = data.genomic.index.get_indexer(train)
+    design = np.column_stack([np.ones(len(rows)), s[rows], pos[rows], pos[rows] * s[rows]])
+    beta, *_ = np.linalg.lstsq(design, data.genomic.to_numpy()[rows], rcond=None)
+    return np.where(pos == 1, -1.0, 1.0)[:, None] * (beta[2][None] + s[:, None] * beta[3][None])
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_the_bayes_ceiling_beats_unshrunk_least_squares_and_nears_the_truth_when_the_effect_is_large(seed):
+    genomic, clinical = tables(n=160, p=200, seed=seed)
+    train = genomic.index[:120]
+    truth = lambda d: (d.true_change("pos") + d.true_change("neg")).to_numpy()  # noqa: E731
+    small = make_semisynthetic(genomic, clinical, sparsity=0.1, effect_size=0.5, seed=seed)
+    error = lambda change: ((change - truth(small))[120:] ** 2).mean()  # noqa: E731
+    assert error(small.bayes_change(train).to_numpy()) < 0.5 * error(ols_change(small, train))
+    large = make_semisynthetic(genomic, clinical, sparsity=0.1, effect_size=6.0, seed=seed)
+    ceiling = large.bayes_change(train)
+    assert list(ceiling.index) == list(genomic.index) and list(ceiling.columns) == list(genomic.columns)
+    assert np.corrcoef(ceiling.to_numpy()[120:].ravel(), truth(large)[120:].ravel())[0, 1] > 0.99
+    # the genes the column does not move stay (nearly) still
+    assert np.abs(ceiling.drop(columns=large.genes).to_numpy()).max() < 0.05
+
+
+def test_the_bayes_ceiling_names_unknown_training_patients_and_refuses_one_level():
+    genomic, clinical = tables()
+    data = make_semisynthetic(genomic, clinical, seed=1)
+    with pytest.raises(IdaeError, match="not in the data: \\['x1'\\]"):
+        data.bayes_change(pd.Index(["p0", "x1"]))
+    only_neg = data.clinical.index[data.clinical["hidden"] == "neg"]
+    with pytest.raises(IdaeError, match="both levels"):
+        data.bayes_change(only_neg)
