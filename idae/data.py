@@ -625,7 +625,7 @@ class ClinicalDesign:
             values = clinical[col]
             if values.isna().all():
                 raise IdaeError(f"clinical column {col!r} is entirely missing")
-            if isinstance(values.dtype, pd.CategoricalDtype) or not _is_number(values):
+            if not _is_number(values):  # categorical, text or boolean
                 counts = _level_counts(values, col)
                 if len(counts) < 2:
                     raise IdaeError(f"clinical column {col!r} has a single observed level {list(counts.index)}")
