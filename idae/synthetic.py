@@ -522,10 +522,11 @@ class SemiSynthetic:
         unknown = train.difference(self.genomic.index)
         if len(unknown):
             raise IdaeError(f"train holds patients not in the data: {list(unknown[:5])} ({len(unknown)} in all)")
-        x = self.genomic.loc[train].to_numpy(dtype=float)
+        rows = self.genomic.index.get_indexer(train)
+        x = self.genomic.to_numpy(dtype=float)[rows]
         state = self.state.to_numpy()
         positive = (self.clinical[self.column].astype(str) == "pos").to_numpy().astype(float)
-        s, pos = self.state.loc[train].to_numpy(), positive[self.genomic.index.get_indexer(train)]
+        s, pos = state[rows], positive[rows]
         design = np.column_stack([np.ones(len(train)), s, pos, pos * s])
         if np.linalg.matrix_rank(design) < 4 or len(train) <= 4:
             raise IdaeError("train needs more than 4 patients of both levels, whose states vary within each level")
@@ -538,14 +539,15 @@ class SemiSynthetic:
         estimate = beta[2:].T  # (p, 2)
         posterior = np.zeros_like(estimate)
         for start in range(0, len(estimate), 2000):  # genes in chunks: (chunk, 4 grid, 2) at a time
-            est, var = estimate[start:start + 2000], noise[start:start + 2000, None]
+            chunk = slice(start, start + 2000)
+            est, var = estimate[chunk], noise[chunk, None]
             diff = est[:, None, :] - slab[None]
             log_slab = -0.5 * np.einsum("gki,ij,gkj->gk", diff, precision, diff) / var
             log_null = -0.5 * np.einsum("gi,ij,gj->g", est, precision, est)[:, None] / var
             top = np.maximum(log_slab.max(axis=1, keepdims=True), log_null)
             w_slab = self.sparsity / len(slab) * np.exp(log_slab - top)
             w_null = (1 - self.sparsity) * np.exp(log_null - top)
-            posterior[start:start + 2000] = (w_slab @ slab) / (w_slab.sum(axis=1, keepdims=True) + w_null)
+            posterior[chunk] = (w_slab @ slab) / (w_slab.sum(axis=1, keepdims=True) + w_null)
         sign = np.where(positive == 1, -1.0, 1.0)  # each patient to the other level
         change = sign[:, None] * (posterior[:, 0][None] + state[:, None] * posterior[:, 1][None])
         return pd.DataFrame(change, index=self.genomic.index, columns=self.genomic.columns)
