@@ -43,10 +43,10 @@ from idae.model import AUGMENTATIONS, HEADS, IDAENet
 from idae.train import OBJECTIVES, History, checkpoint_path, fingerprint, resolve_device, seed_everything, train
 
 WEIGHTS, CONFIG = "weights.pt", "config.json"
-FORMAT_VERSION = 10  # 2: config.json records the SHA-256 of weights.pt; 3: projection, heads, linear stage;
+FORMAT_VERSION = 11  # 2: config.json records the SHA-256 of weights.pt; 3: projection, heads, linear stage;
 # 4: the inversion's direct path and shrunk latent model; 5: the inversion's state path; 6: latent interactions;
 # 7: the latent interactions' centre; 8: the state path's state_basis; 9: the direct path's direct_basis;
-# 10: component_noise
+# 10: component_noise; 11: the state path's state_direction_null
 
 
 def statistics_per_factor(head: str, linear_stage: bool, augmentation: tuple[str, ...] | list[str]) -> int:
@@ -90,6 +90,7 @@ class Config:
     direct_path: bool = True  # inversion also moves genes by the clinical effects the factors do not carry
     state_path: bool = True  # ... and by the part of those effects that depends on the patient's state
     state_basis: str = "factors"  # that state: the factors z ("factors") or their position given y ("position")
+    state_direction_null: float = 0.1  # its direction from the genes whose probability of no effect is below this
     direct_basis: str = "residuals"  # the direct path's effects: on the decoder's residuals, or "totals" (idae.invert)
     device: str = "auto"
     seed: int = 0
@@ -152,6 +153,9 @@ class Config:
             raise IdaeError(f"missing_weight must be in [0, 1), got {self.missing_weight!r}")
         if self.inversion not in METHODS:
             raise IdaeError(f"inversion must be one of {METHODS}, got {self.inversion!r}")
+        if not 0 < finite_number("state_direction_null") <= 0.5:
+            raise IdaeError("state_direction_null is a probability of no effect in (0, 0.5] (the state path's genes "
+                            f"are those below 0.5), got {self.state_direction_null!r}")
         if self.state_basis not in STATE_BASES:
             raise IdaeError(f"state_basis must be one of {STATE_BASES}, got {self.state_basis!r}")
         if self.direct_basis not in DIRECT_BASES:
@@ -365,20 +369,21 @@ class IDAE:
                 effect = anchor_direct_path(design, x.double().cpu().numpy(), factor_effect, keep, self.design, shrunk)
         if c.state_path:
             state = patient_state(codes, self.latent_model, regressors, c.state_basis)
-            direction, state_effect = fit_state_path(design, state, residuals, keep, null)
+            direction, state_effect = fit_state_path(design, state, residuals, keep, null,
+                                                     direction_null=c.state_direction_null)
         net.direct_effect.copy_(torch.as_tensor(effect, dtype=torch.float32))
         net.state_direction.copy_(torch.as_tensor(direction, dtype=torch.float32))
         net.state_effect.copy_(torch.as_tensor(state_effect, dtype=torch.float32))
 
     def refit_inversion(self, genomic: pd.DataFrame, clinical: pd.DataFrame, **settings: Any) -> IDAE:
         """A copy of this fitted model with the inversion `settings` changed (`inversion`, `inversion_shrinkage`,
-        `latent_interactions`, `direct_path`, `state_path`, `state_basis`, `direct_basis`) and its inversion refitted
-        on `genomic` (patients × genes) and `clinical`: pass the patients the model was trained on. Inversion is
-        fitted after training, so the copy is the model `fit` would have returned with those settings, without
-        training again."""
+        `latent_interactions`, `direct_path`, `state_path`, `state_basis`, `state_direction_null`, `direct_basis`) and
+        its inversion refitted on `genomic` (patients × genes) and `clinical`: pass the patients the model was trained
+        on. Inversion is fitted after training, so the copy is the model `fit` would have returned with those
+        settings, without training again."""
         self._check_fitted()
         allowed = {"inversion", "inversion_shrinkage", "latent_interactions", "direct_path", "state_path",
-                   "state_basis", "direct_basis"}
+                   "state_basis", "state_direction_null", "direct_basis"}
         unknown = sorted(set(settings) - allowed)
         if unknown:
             raise IdaeError(f"refit_inversion changes inversion settings only, not {unknown}")

@@ -296,7 +296,8 @@ def anchor_direct_path(design_rows: np.ndarray, profiles: np.ndarray, factor_eff
 
 
 def fit_state_path(design_rows: np.ndarray, state: np.ndarray, residuals: np.ndarray, keep: np.ndarray,
-                   null: np.ndarray, null_probability: float = 0.5) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+                   null: np.ndarray, null_probability: float = 0.5,
+                   direction_null: float = 0.1) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
     """Effects of each design column that depend on the patient's state: for column j, a direction w_j (k,) in
     the state space and per-gene effects c_j (p,), so that a patient with state s (k,) whose column j moves by
     Δd_j moves by Δd_j (s·w_j) c_j. Returns directions (q, k) and effects (q, p), zero on the columns not in
@@ -305,9 +306,11 @@ def fit_state_path(design_rows: np.ndarray, state: np.ndarray, residuals: np.nda
     Fitted on design rows (n, q), states (n, k) and residuals (n, p), with the hierarchy principle of
     interaction models: a column's effect varies with the state only on the genes it moves at all (`null`, the
     posterior probabilities of no effect (q, p) from `fit_direct_path` on the same residuals, below
-    `null_probability`). On those genes, w_j is the leading left singular vector of the t-statistics of
-    the full design × state interaction (k × genes): one direction, since a hundred patients cannot support
-    k free slopes per gene; c_j is then one slope per gene on d_j (s·w_j), shrunk across genes."""
+    `null_probability`). w_j is the leading left singular vector of the t-statistics of the full design × state
+    interaction (k × genes) on the genes the column surely moves (null below `direction_null`, or all of the
+    moved genes when fewer than two are that sure): one direction, since a hundred patients cannot support k free
+    slopes per gene, and read off the genes where the column's effect is clear, since the doubtful ones add noise
+    to it. c_j is then one slope per moved gene on d_j (s·w_j), shrunk across genes."""
     d, k = design_rows[:, keep], state.shape[1]
     directions = np.zeros((design_rows.shape[1], k))
     effects = np.zeros((design_rows.shape[1], residuals.shape[1]))
@@ -317,10 +320,12 @@ def fit_state_path(design_rows: np.ndarray, state: np.ndarray, residuals: np.nda
         genes = np.flatnonzero(null[column] < null_probability)
         if len(genes) < 2:
             continue
-        moved = residuals[:, genes]
-        _, inter, inter_se = least_squares(np.column_stack([d, state, d[:, j : j + 1] * state]), moved)
+        sure = np.flatnonzero(null[column] < direction_null)
+        sure = sure if len(sure) >= 2 else genes
+        _, inter, inter_se = least_squares(np.column_stack([d, state, d[:, j : j + 1] * state]), residuals[:, sure])
         t = inter[-k:] / np.maximum(inter_se[-k:], 1e-12)
         w = np.linalg.svd(t, full_matrices=False)[0][:, 0]
+        moved = residuals[:, genes]
         _, slope, slope_se = least_squares(np.column_stack([d, state, d[:, j] * (state @ w)]), moved)
         directions[column] = w
         effects[column, genes] = shrink(slope[-1], slope_se[-1])

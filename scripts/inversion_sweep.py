@@ -12,7 +12,17 @@ model (`IDAE(latent_dim=6, seed=seed)`), the same model without the products of 
 model, the subagged ensemble of notebook 05 (5 members, each on its own 80% of the training patients), and every
 inversion baseline, fitted on all 1,500 training patients.
 
-    python scripts/inversion_sweep.py [--seeds 5] [--out data]
+With --semi-seeds N, also the semi-synthetic benchmark of notebook 05 on N seeds (notebook 05 itself runs 2):
+
+    data/inversion_semi.csv       one row per (setting, seed, method): per-patient median Pearson r and R²
+    data/inversion_semi.json      its provenance
+
+the processed cohort of notebook 01 (its training patients fit, early stopping on its validation patients, every
+other patient held out) plus a hidden binary column moving 5% of the genes (`make_semisynthetic`); each held-out
+patient is flipped to the other level. Methods: the default model, the same fit with the state path's direction
+read off every moved gene (`state_direction_null=0.5`) and without the state path, and every inversion baseline.
+
+    python scripts/inversion_sweep.py [--seeds 5] [--semi-seeds 0] [--out data]     (--seeds 0: semi only)
 """
 
 from __future__ import annotations
@@ -24,6 +34,7 @@ import time
 import warnings
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 from identifiability_sweep import provenance
 from tqdm import tqdm
@@ -31,11 +42,23 @@ from tqdm import tqdm
 from idae import IDAE
 from idae import casestudy as cs
 from idae.baselines import INVERSION_METHODS, fit_inversion
+from idae.data import read_processed
 from idae.files import replaced_file
-from idae.metrics import interval_coverage
-from idae.synthetic import make_cohort
+from idae.metrics import interval_coverage, per_patient_delta
+from idae.synthetic import make_cohort, make_semisynthetic
 
 N_TRAIN, N_FIT, N_TEST = 1500, 1275, 500
+# notebook 05's semi-synthetic settings and the inversion designs compared on them (refits of one trained model)
+SEMI_SETTINGS = {
+    "1 sd, state-dependent": {"effect_size": 1.0, "interaction": 1.0},
+    "0.5 sd, state-dependent": {"effect_size": 0.5, "interaction": 1.0},
+    "1 sd, shared only": {"effect_size": 1.0, "interaction": 0.0},
+}
+SEMI_DESIGNS = {
+    "idae": {},
+    "idae: state direction from every moved gene": {"state_direction_null": 0.5},
+    "idae: no state path": {"state_path": False},
+}
 
 
 def run_seed(seed: int) -> list[dict]:
@@ -80,26 +103,74 @@ def run_seed(seed: int) -> list[dict]:
     return rows
 
 
+def run_semi(processed: Path, setting: str, seed: int) -> list[dict]:
+    """The rows of one semi-synthetic setting and seed (the seed draws the hidden column, its effect and the model's
+    initialisation, as in notebook 05)."""
+    cohort = read_processed(processed)
+    fit_rows, validation = cohort.split == "train", cohort.split == "validation"
+    held = ~fit_rows
+    data = make_semisynthetic(cohort.genomic, cohort.clinical, sparsity=0.05, seed=seed, **SEMI_SETTINGS[setting])
+    g, c = data.genomic, data.clinical
+    now = c.loc[held, "hidden"].astype(str)
+    changes = pd.DataFrame({"hidden": np.where(now == "pos", "neg", "pos")}, index=now.index)
+    truth = (data.true_change("pos") + data.true_change("neg")).loc[held]  # each patient to the other level
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the identifiability condition report, read elsewhere
+        model = IDAE(latent_dim=6, seed=seed, progress=False).fit(g[fit_rows], c[fit_rows],
+                                                                   validation=(g[validation], c[validation]))
+    predictors = {name: cs.Ensemble([model.refit_inversion(g[fit_rows], c[fit_rows], **design)])
+                  for name, design in SEMI_DESIGNS.items()}  # fmt: skip
+    predictors |= {name: fit_inversion(name, g[fit_rows], c[fit_rows]) for name in INVERSION_METHODS}
+    rows = []
+    for name, predictor in predictors.items():
+        scores = per_patient_delta(predictor.predict(g[held], c[held], changes) - g[held], truth)
+        rows.append({"setting": setting, "seed": seed, "method": name, "pearson": scores["pearson"].median(),
+                     "r2": scores["r2"].median()})  # fmt: skip
+    return rows
+
+
+def write_table(rows: list[dict], out: Path, name: str, argv: list[str], seeds: list[int]) -> None:
+    """`name`.csv and its provenance `name`.json in `out`."""
+    out.mkdir(parents=True, exist_ok=True)
+    with replaced_file(out / f"{name}.csv") as tmp:
+        pd.DataFrame(rows).to_csv(tmp, index=False, float_format="%.4f")
+    with replaced_file(out / f"{name}.json") as tmp:
+        tmp.write_text(json.dumps(provenance(argv, seeds, script="scripts/inversion_sweep.py"), indent=1) + "\n")
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--seeds", type=int, default=5)
+    parser.add_argument("--seeds", type=int, default=5, help="harder-setting cohort seeds (0: skip it)")
+    parser.add_argument("--semi-seeds", type=int, default=0, help="semi-synthetic seeds (0: skip it)")
     parser.add_argument("--out", default="data")
     args = parser.parse_args(argv)
-    if args.seeds < 1:
-        parser.error(f"--seeds must be at least 1, got {args.seeds}")
-    seeds = list(range(args.seeds))
-    rows = [row for seed in tqdm(seeds, desc="inversion, harder setting") for row in run_seed(seed)]
+    for name in ("seeds", "semi_seeds"):
+        if getattr(args, name) < 0:
+            parser.error(f"--{name.replace('_', '-')} must be non-negative, got {getattr(args, name)}")
+    if args.seeds == args.semi_seeds == 0:
+        parser.error("nothing to run: --seeds and --semi-seeds are both 0")
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    with replaced_file(out / "inversion_harder.csv") as tmp:
-        pd.DataFrame(rows).to_csv(tmp, index=False, float_format="%.4f")
-    record = provenance(argv, seeds, script="scripts/inversion_sweep.py")
-    with replaced_file(out / "inversion_harder.json") as tmp:
-        tmp.write_text(json.dumps(record, indent=1) + "\n")
-    table = pd.DataFrame(rows).groupby("method", sort=False)[["pearson", "r2"]].median()
-    print("median over the cohort seeds, as notebook 05 shows it")
-    print(table.round(3).to_string())
+    processed = out / "processed"
+    if args.semi_seeds and not (processed / "manifest.json").exists():
+        parser.error(f"--semi-seeds needs the processed cohort in {processed}: run notebook 01 first (make all)")
+    if args.seeds:
+        seeds = list(range(args.seeds))
+        rows = [row for seed in tqdm(seeds, desc="inversion, harder setting") for row in run_seed(seed)]
+        write_table(rows, out, "inversion_harder", argv, seeds)
+        table = pd.DataFrame(rows).groupby("method", sort=False)[["pearson", "r2"]].median()
+        print("harder setting, median over the cohort seeds, as notebook 05 shows it")
+        print(table.round(3).to_string())
+    if args.semi_seeds:
+        seeds = list(range(args.semi_seeds))
+        runs = [(setting, seed) for setting in SEMI_SETTINGS for seed in seeds]
+        rows = [row for setting, seed in tqdm(runs, desc="inversion, semi-synthetic") for row in
+                run_semi(processed, setting, seed)]  # fmt: skip
+        write_table(rows, out, "inversion_semi", argv, seeds)
+        table = pd.DataFrame(rows).pivot_table(index="method", columns="setting", values=["pearson", "r2"],
+                                               aggfunc="median", sort=False)  # fmt: skip
+        print("semi-synthetic, median over the seeds")
+        print(table.round(3).to_string())
     return 0
 
 

@@ -216,6 +216,32 @@ def test_the_state_path_recovers_an_effect_that_depends_on_the_patient():
     assert (effects[1, 30:] == 0).all()  # the hierarchy: no slope on genes the flag does not move
 
 
+def test_the_state_direction_is_read_off_the_genes_the_column_surely_moves():
+    """10 genes move by 1.0 with a slope along a hidden direction; 100 more move by 0.3, with slopes along
+    another direction. Many of those are doubtful yet still among the moved genes, whose slopes the path fits;
+    read off the sure genes only (`direction_null` 0.1), the direction is far closer to the hidden one than when
+    every moved gene has its say (0.5)."""
+    rng = np.random.default_rng(11)
+    n, p, k = 300, 300, 3
+    flag = rng.integers(0, 2, n).astype(float)
+    design = np.column_stack([1 - flag, flag])
+    state = rng.normal(size=(n, k))
+    hidden, other = np.array([0.6, -0.8, 0.0]), np.array([0.0, 0.6, 0.8])
+    change = np.zeros((n, p))
+    change[:, :10] = 1.0 + np.outer(state @ hidden, np.ones(10))
+    change[:, 10:110] = 0.3 + np.outer(state @ other, np.full(100, 0.5))
+    residuals = rng.normal(0, 1.0, (n, p)) + flag[:, None] * change
+    keep = np.array([1])
+    null = fit_direct_path(design, residuals, keep)[1]
+    assert (null[1, :10] < 0.1).all() and ((null[1, 10:110] >= 0.1) & (null[1, 10:110] < 0.5)).sum() >= 20
+    cosine = {}
+    for direction_null in (0.1, 0.5):
+        directions, effects = fit_state_path(design, state, residuals, keep, null, direction_null=direction_null)
+        cosine[direction_null] = abs(directions[1] @ hidden)
+        assert (effects[1, null[1] >= 0.5] == 0).all()  # slopes on the moved genes only, whatever the direction
+    assert cosine[0.1] > 0.85 and cosine[0.1] > cosine[0.5] + 0.1
+
+
 def outside_the_factors(n: int = 240, p: int = 40, seed: int = 0) -> tuple[pd.DataFrame, pd.DataFrame, list[str]]:
     """Two strong factors moved by `er`, and a column `hidden` (independent of them) that adds 1.5 sd to
     six genes: an effect the leading factors do not carry."""

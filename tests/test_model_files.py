@@ -72,7 +72,7 @@ def first_weight(state):
 
 def test_save_records_the_format_version_and_the_weights_checksum(saved, fitted, data):
     payload = read_config(saved)
-    assert payload["format_version"] == FORMAT_VERSION == 10
+    assert payload["format_version"] == FORMAT_VERSION == 11
     assert payload["weights_sha256"] == hashlib.sha256((saved / "weights.pt").read_bytes()).hexdigest()
     loaded = IDAE.load(saved)
     _, genomic = data

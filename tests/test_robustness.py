@@ -456,7 +456,7 @@ FIELDS = {
     "latent_dim": "int", "max_epochs": "int", "batch_size": "int", "warmup_epochs": "int", "patience": "int",
     "seed": "int", "noise": "float", "component_noise": "float", "decoder_noise": "float",
     "reconstruction_weight": "float", "contrastive_weight": "float", "learning_rate": "float", "weight_decay": "float",
-    "clip_norm": "float",
+    "clip_norm": "float", "state_direction_null": "float",
     "val_fraction": "float", "missing_weight": "float", "objective": "any", "inversion": "any",
     "state_basis": "any", "direct_basis": "any", "device": "any", "progress": "any",
     "augmentation": "sequence", "encoder_hidden": "sequence", "condition_hidden": "sequence",
