@@ -68,7 +68,7 @@ bench: $(STAMP) ## speed and memory figures beside their baselines (prints a tab
 
 sweep: $(STAMP) ## the identifiability ablation and the inversion benchmarks (about 110 min): data/*.csv
 	$(PY) scripts/identifiability_sweep.py --seeds 5 --resamples 20 --segments --real --latent-sizes --out data
-	$(PY) scripts/inversion_sweep.py --seeds 5 --semi-seeds 5 --out data
+	$(PY) scripts/inversion_sweep.py --seeds 5 --semi-seeds 10 --out data
 
 lab: $(STAMP) ## open the report in JupyterLab on the idae kernel
 	$(VENV)/bin/jupyter lab notebooks/
