@@ -16,8 +16,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from idae import IDAE, IdaeError
-from idae.estimator import FORMAT_VERSION
 from idae.files import previous_of
+from idae.modelfile import FORMAT_VERSION
 
 TINY = {"encoder_hidden": (8,), "condition_hidden": (4,), "decoder_hidden": (8,), "max_epochs": 2,
         "val_fraction": 0.0, "progress": False}  # fmt: skip
