@@ -22,15 +22,9 @@ import pandas as pd
 import torch
 from sklearn.decomposition import PCA, FastICA
 
-from idae.data import (
-    ClinicalDesign,
-    Standardizer,
-    _level_name,
-    check_clinical,
-    check_genomic,
-    most_variable_genes,
-    to_float32,
-)
+from idae.checks import check_clinical, check_genomic, level_name, to_float32
+from idae.data import Standardizer, most_variable_genes
+from idae.design import ClinicalDesign
 from idae.errors import IdaeError
 from idae.invert import apply_changes, fit_direct_path, fit_state_path, ridge, shrink
 from idae.model import mlp
@@ -397,7 +391,7 @@ def _changes_of(changes: dict[str, Any] | pd.DataFrame, col: str) -> list[Any]:
 
 def _levels(values: pd.Series) -> pd.Series:
     """Level names as `ClinicalDesign` spells them (1.0 -> "1"), NaN kept."""
-    return values.astype(object).map(lambda v: v if pd.isna(v) else _level_name(v))
+    return values.astype(object).map(lambda v: v if pd.isna(v) else level_name(v))
 
 
 class NoChange(InversionBaseline):

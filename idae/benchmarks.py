@@ -27,7 +27,8 @@ import pandas as pd
 
 from idae import unmixing
 from idae.baselines import LATENT_METHODS, fit_latent
-from idae.data import ClinicalDesign, Prepared, subsample
+from idae.data import Prepared, subsample
+from idae.design import ClinicalDesign
 from idae.errors import IdaeError
 from idae.estimator import IDAE
 from idae.metrics import cross_seed_mcc, mcc, off_diagonal, weak_mcc

@@ -7,21 +7,16 @@ every sample or gene left out is listed in the `AlignReport` with the reason.
 from __future__ import annotations
 
 import dataclasses
-import reprlib
 import warnings
-from collections.abc import Callable, Hashable
 from pathlib import Path
 from typing import Any, NamedTuple
 
 import numpy as np
 import pandas as pd
 
+from idae.checks import MISSING_CODES, check_labels, check_single_values, first_labels, level_name
 from idae.errors import IdaeError
 from idae.files import replaced_folder, restore_previous
-
-# Codes that public cohorts use for a missing clinical cell (survset uses "na", "missing" and "x").
-MISSING_CODES = ("", "na", "n/a", "nan", "none", "missing", "x", "?", "unknown", "not available")
-
 
 # --------------------------------------------------------------------------------------------------
 # reading
@@ -46,120 +41,6 @@ def read_table(table: pd.DataFrame | str | Path, name: str = "table") -> pd.Data
         return pd.read_csv(path, sep=sep, index_col=0, dtype={header[0]: str} if len(header) else None)
     except (ValueError, OSError, pd.errors.ParserError) as err:
         raise IdaeError(f"{name}: could not read {path}: {err}") from err
-
-
-# --------------------------------------------------------------------------------------------------
-# input checks shared by the estimator, the inversion and the baselines
-
-FLOAT32_MAX = float(np.finfo(np.float32).max)
-
-
-def _head(labels: Any, k: int = 5) -> str:
-    """At most `k` labels as a list, with ' ...' and the count when there are more."""
-    labels = list(labels)
-    return f"{labels[:k]}" + (f" ... ({len(labels)} in all)" if len(labels) > k else "")
-
-
-def _duplicates(labels: pd.Index) -> list[Any]:
-    return labels[labels.duplicated()].unique().tolist()
-
-
-def check_labels(table: pd.DataFrame, name: str, index: bool = True) -> None:
-    """Refuse a MultiIndex as `table`'s column names (and, when `index`, as its patient IDs)."""
-    axes = [("column names", table.columns, "give one name per column, e.g. join the levels with '_'")]
-    if index:
-        axes.append(("patient IDs (index)", table.index, "give one ID per row, e.g. reset_index and keep the ID level"))
-    for axis, labels, advice in axes:
-        if isinstance(labels, pd.MultiIndex):
-            raise IdaeError(
-                f"{name}: the {axis} are a MultiIndex of {labels.nlevels} levels (e.g. {labels[0]!r}) where "
-                f"idae needs one level; {advice}"
-            )
-
-
-def check_table(table: Any, name: str, what: str, ids: bool = True, columns: list[Any] | None = None) -> pd.DataFrame:
-    """`table` if it is a DataFrame with one level of column names, each of `columns` (all when None)
-    named once, and, when `ids`, one level of unique patient IDs; IdaeError naming the offender else."""
-    if not isinstance(table, pd.DataFrame):
-        raise IdaeError(f"{name} must be a pandas DataFrame ({what}), got {type(table).__name__}")
-    check_labels(table, name, index=ids)
-    if ids and table.index.has_duplicates:
-        raise IdaeError(f"{name} has duplicate patient IDs {_head(_duplicates(table.index))}")
-    labels = table.columns if columns is None else table.columns[table.columns.isin(columns)]
-    dup = _duplicates(labels)
-    if dup:
-        raise IdaeError(f"{name} has duplicate column names {_head(dup)}: give each column one name")
-    return table
-
-
-def check_genomic(genomic: Any, genes: list[str] | None = None, name: str = "genomic") -> pd.DataFrame:
-    """A finite float table (patients × genes), restricted to the fitted `genes`, in their order, when given.
-
-    Refuses (IdaeError) anything else: not a DataFrame, MultiIndex, no rows, duplicate patient IDs,
-    no genes, absent or duplicated genes, non-numeric genes, non-finite values.
-    """
-    genomic = check_table(genomic, name, "patients × genes", columns=[])
-    if genomic.shape[0] == 0:
-        raise IdaeError(f"{name} has no rows")
-    genomic = genomic.rename(columns=str)
-    if genes is not None:
-        absent = [g for g in genes if g not in genomic.columns]
-        if absent:
-            raise IdaeError(f"{name} lacks {len(absent)} of the model's {len(genes)} genes, e.g. {absent[:5]}")
-        genomic = genomic[genes]
-    if genomic.shape[1] == 0:
-        raise IdaeError(f"{name} has no gene columns: the model needs at least one gene")
-    dup = _duplicates(genomic.columns)
-    if dup:
-        raise IdaeError(f"{name} has duplicate gene columns {_head(dup)}: give each gene one column")
-    non_numeric = [c for c in genomic.columns if not pd.api.types.is_numeric_dtype(genomic[c])]
-    if non_numeric:
-        raise IdaeError(f"{name} has non-numeric gene columns {_head(non_numeric)}")
-    values = genomic.to_numpy(dtype=float, na_value=np.nan)
-    bad = ~np.isfinite(values)
-    if bad.any():
-        rows, cols = np.nonzero(bad)
-        raise IdaeError(
-            f"{name} holds {bad.sum()} non-finite values, e.g. patient {genomic.index[rows[0]]!r}, "
-            f"gene {genomic.columns[cols[0]]!r}; impute or drop them (idae.align lists such genes)"
-        )
-    return genomic.astype(float)
-
-
-def check_clinical(
-    clinical: Any, index: pd.Index | None = None, columns: list[Any] | None = None, name: str = "clinical"
-) -> pd.DataFrame:
-    """The clinical table (patients × variables), its rows for the patients in `index` when given.
-
-    Refuses (IdaeError) anything but a DataFrame with one level of column names of which each of
-    `columns` (all when None) appears once; with `index`, also duplicate or absent patient IDs.
-    """
-    clinical = check_table(clinical, name, "patients × clinical variables", ids=index is not None, columns=columns)
-    if index is None:
-        return clinical
-    absent = index.difference(clinical.index)
-    if len(absent):
-        raise IdaeError(
-            f"{len(absent)} genomic patients have no {name} row, e.g. {absent[:5].tolist()}; "
-            "use idae.align to match the tables"
-        )
-    return clinical.loc[index]
-
-
-def to_float32(values: np.ndarray, rows: pd.Index, columns: list[Any], name: str, kind: str) -> np.ndarray:
-    """`values` (n, k) as float32, or IdaeError naming the `kind` columns and the rows that overflow it."""
-    with np.errstate(invalid="ignore"):
-        over = np.abs(values) > FLOAT32_MAX
-    if over.any():
-        r, c = np.nonzero(over)
-        raise IdaeError(
-            f"{name}: {over.sum()} value(s) overflow the float32 the model computes in (standardised "
-            f"|value| > {FLOAT32_MAX:.3g}, e.g. {values[r[0], c[0]]:.3g}), in {kind}(s) "
-            f"{_head(pd.unique(np.asarray(columns, dtype=object)[c]))} of sample(s) "
-            f"{_head(pd.unique(np.asarray(rows, dtype=object)[r]))}; check the units or scale of the input"
-        )
-    return values.astype(np.float32)
-
 
 # --------------------------------------------------------------------------------------------------
 # alignment
@@ -259,7 +140,7 @@ def clean_clinical(
     out = {}
     for col in clinical.columns:
         values = clinical[col]
-        _single_values(values, f"clinical column {col!r}")
+        check_single_values(values, f"clinical column {col!r}")
         is_number = pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values)
         if not is_number:
             text = values.astype(object)
@@ -287,7 +168,7 @@ def clean_clinical(
                 raise IdaeError(f"clinical column {col!r} holds non-finite values")
             out[col] = values.astype(float)
         else:
-            labels = values.map(lambda v: v if pd.isna(v) else _level_name(v))
+            labels = values.map(lambda v: v if pd.isna(v) else level_name(v))
             cat = pd.Categorical(labels)
             if len(cat.categories) < 2:
                 raise IdaeError(
@@ -311,49 +192,6 @@ def _missing_codes(missing_codes: Any) -> set[str]:
             f"{missing_codes!r}" + (f": {odd!r} are not strings" if codes is not None else "")
         )
     return {c.lower() for c in codes}
-
-
-def _single_values(values: pd.Series, name: str) -> None:
-    """IdaeError naming the first patient whose cell holds a list, dict, set, array or other unhashable value."""
-    if values.dtype != object:
-        return
-    odd = values.map(lambda v: not isinstance(v, Hashable)).to_numpy(dtype=bool)
-    if odd.any():
-        i = int(np.argmax(odd))
-        raise IdaeError(
-            f"{name} holds {type(values.iloc[i]).__name__} values, e.g. {reprlib.repr(values.iloc[i])} for "
-            f"patient {values.index[i]!r} ({int(odd.sum())} cells in all); each cell must be a single number, "
-            "text or missing"
-        )
-
-
-def _is_number(values: pd.Series) -> bool:
-    return pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values)
-
-
-def _level_counts(values: pd.Series, col: Any) -> pd.Series:
-    """Patients per observed level of a categorical, text or boolean clinical column, by level name: a
-    categorical's own order, else sorted (so False before True, and the first level is the reference)."""
-    if isinstance(values.dtype, pd.CategoricalDtype):
-        counts = values.value_counts().reindex(values.cat.categories, fill_value=0)
-        counts.index = [_level_name(v) for v in counts.index]
-        return counts[counts > 0]
-    _single_values(values, f"clinical column {col!r}")
-    text = values.astype(object).map(lambda v: v if pd.isna(v) else _level_name(v))
-    codes = sorted({v for v in text.dropna() if v.strip().lower() in MISSING_CODES})
-    if codes:
-        raise IdaeError(
-            f"clinical column {col!r} holds {codes}, which read as missing values, not as a level: set those "
-            "cells to NaN, or pass the table through idae.align, which does"
-        )
-    return text.value_counts().sort_index()
-
-
-def _level_name(value: Any) -> str:
-    if isinstance(value, float) and value.is_integer():
-        return str(int(value))
-    return str(value)
-
 
 def align(
     clinical: pd.DataFrame | str | Path,
@@ -482,8 +320,8 @@ class Standardizer:
         wild = scale.index[np.isinf(scale.to_numpy(dtype=float)) | np.isinf(mean.to_numpy(dtype=float))].tolist()
         if wild:
             raise IdaeError(
-                f"genomic: genes {_head(wild)} cannot be standardised: their spread overflows float64 (values up to "
-                f"{float(genomic[wild].abs().max().max()):.3g}); check the units or scale of the input"
+                f"genomic: genes {first_labels(wild)} cannot be standardised: their spread overflows float64 (values "
+                f"up to {float(genomic[wild].abs().max().max()):.3g}); check the units or scale of the input"
             )
         varies = genomic.max(axis=0) > genomic.min(axis=0)  # np.std of a constant is ~1e-17, not 0
         return cls(mean, scale.where(varies & (scale > 0), 1.0))
@@ -571,185 +409,6 @@ def subsample(genomic: pd.DataFrame, clinical: pd.DataFrame, seed: int, fraction
     rows = np.sort(np.random.default_rng(seed).choice(len(genomic), size, replace=False))
     return genomic.iloc[rows], clinical.iloc[rows]
 
-
-# --------------------------------------------------------------------------------------------------
-# parameter validation (papermill only warns about unknown names)
-
-
-def check_params(params: dict[str, Any], spec: dict[str, type | tuple[type, ...]]) -> None:
-    """Reject unknown or ill-typed parameters with one message naming each offender."""
-    problems = [f"unknown parameter {k!r}" for k in params if k not in spec]
-    for key, expected in spec.items():
-        if key not in params:
-            continue
-        value = params[key]
-        types = expected if isinstance(expected, tuple) else (expected,)
-        ok = isinstance(value, types) and not (isinstance(value, bool) and bool not in types)
-        if not ok and float in types and isinstance(value, int) and not isinstance(value, bool):
-            ok = True
-        if not ok:
-            names = " or ".join("None" if t is type(None) else t.__name__ for t in types)
-            problems.append(f"parameter {key!r} must be {names}, got {value!r} ({type(value).__name__})")
-    if problems:
-        raise IdaeError("; ".join(problems) + f". Known parameters: {sorted(spec)}")
-
-
-# --------------------------------------------------------------------------------------------------
-# the clinical design matrix the condition encoder reads
-
-
-@dataclasses.dataclass
-class ClinicalDesign:
-    """Fitted encoding of clinical columns: one-hot categorical, standardised numeric, missing masks.
-
-    Row layout: for each categorical column its levels (one-hot), for each numeric column one
-    standardised value, then one missing-indicator per column. A missing cell is filled with a draw
-    from the column's empirical distribution (`rng` given: training) or with its expectation (level
-    frequencies, or the mean; inference).
-    """
-
-    columns: list[str]
-    levels: dict[str, list[str]]  # categorical column -> levels
-    frequencies: dict[str, list[float]]  # categorical column -> level frequencies
-    mean: dict[str, float]  # numeric column -> mean
-    scale: dict[str, float]  # numeric column -> sd
-    observed: dict[str, list[float]]  # numeric column -> observed standardised values (the prior)
-
-    @classmethod
-    def fit(cls, clinical: pd.DataFrame) -> ClinicalDesign:
-        clinical = check_clinical(clinical)
-        if clinical.shape[1] == 0:
-            raise IdaeError("clinical has no columns: the model needs at least one clinical variable")
-        levels, freqs, mean, scale, observed = {}, {}, {}, {}, {}
-        for col in clinical.columns:
-            values = clinical[col]
-            if values.isna().all():
-                raise IdaeError(f"clinical column {col!r} is entirely missing")
-            if not _is_number(values):  # categorical, text or boolean
-                counts = _level_counts(values, col)
-                if len(counts) < 2:
-                    raise IdaeError(f"clinical column {col!r} has a single observed level {list(counts.index)}")
-                levels[col] = list(counts.index)
-                freqs[col] = (counts / counts.sum()).tolist()
-            else:
-                v = values.dropna().astype(float)
-                if not np.isfinite(v).all():
-                    raise IdaeError(f"clinical column {col!r} holds non-finite values")
-                sd = float(v.std(ddof=0))
-                mean[col], scale[col] = float(v.mean()), sd if sd > 0 else 1.0
-                observed[col] = ((v - mean[col]) / scale[col]).tolist()
-        return cls(list(clinical.columns), levels, freqs, mean, scale, observed)
-
-    @property
-    def width(self) -> int:
-        return sum(len(v) for v in self.levels.values()) + len(self.mean) + len(self.columns)
-
-    def feature_names(self) -> list[str]:
-        names = []
-        for col in self.columns:
-            if col in self.levels:
-                names += [f"{col}={lv}" for lv in self.levels[col]]
-            else:
-                names.append(col)
-        return names + [f"{col}:missing" for col in self.columns]
-
-    def contrast_blocks(self) -> list[list[int]]:
-        """Per clinical column, the indices of its design columns a regression keeps: every level but the first of a
-        categorical column (one-hot rows sum to one, so the first level is the intercept's), or the numeric
-        column."""
-        blocks, start = [], 0
-        for col in self.columns:
-            width = len(self.levels[col]) if col in self.levels else 1
-            blocks.append(list(range(start + (col in self.levels), start + width)))
-            start += width
-        return blocks
-
-    def contrast_columns(self) -> np.ndarray:
-        """Indices of the design columns a regression keeps: the contrasts of every clinical column
-        (`contrast_blocks`), then every missing flag (the last `len(columns)` columns of a design row)."""
-        keep = [i for block in self.contrast_blocks() for i in block]
-        return np.asarray(keep + list(range(self.width - len(self.columns), self.width)), dtype=int)
-
-    def transform(self, clinical: pd.DataFrame, rng: np.random.Generator | None = None) -> np.ndarray:
-        """(n, width) float32 design; missing cells sampled with `rng`, else set to their expectation."""
-        clinical = check_clinical(clinical, columns=self.columns)
-        absent = [c for c in self.columns if c not in clinical.columns]
-        if absent:
-            raise IdaeError(f"clinical table lacks the columns the model was fitted on: {absent}")
-        n = len(clinical)
-        blocks, masks = [], []
-        for col in self.columns:
-            values = clinical[col]
-            missing = values.isna().to_numpy()
-            masks.append(missing)
-            if col in self.levels:
-                levels = self.levels[col]
-                text = values.astype(object).map(lambda v: v if pd.isna(v) else _level_name(v))
-                unseen = sorted(set(text.dropna()) - set(levels))
-                if unseen:
-                    raise IdaeError(f"clinical column {col!r}: unseen levels {unseen}; known levels {levels}")
-                codes = text.map({lv: i for i, lv in enumerate(levels)}).to_numpy()
-                onehot = np.zeros((n, len(levels)))
-                obs = ~missing
-                onehot[np.flatnonzero(obs), codes[obs].astype(int)] = 1.0
-                if missing.any():
-                    p = np.asarray(self.frequencies[col])
-                    if rng is None:
-                        onehot[missing] = p
-                    else:
-                        draws = rng.choice(len(levels), size=int(missing.sum()), p=p)
-                        onehot[np.flatnonzero(missing), draws] = 1.0
-                blocks.append(onehot)
-            else:
-                try:
-                    v = values.astype(float).to_numpy()
-                except (TypeError, ValueError) as err:
-                    raise IdaeError(f"clinical column {col!r} must be numeric: {err}") from err
-                if not np.isfinite(v[~missing]).all():
-                    raise IdaeError(f"clinical column {col!r} holds non-finite values")
-                z = (v - self.mean[col]) / self.scale[col]
-                if missing.any():
-                    z[missing] = 0.0 if rng is None else rng.choice(self.observed[col], size=int(missing.sum()))
-                to_float32(z[:, None], clinical.index, [col], "clinical", "column")
-                blocks.append(z[:, None])
-        blocks.append(np.stack(masks, axis=1).astype(float))
-        return np.concatenate(blocks, axis=1).astype(np.float32)
-
-    def sampler(self, clinical: pd.DataFrame, rng: np.random.Generator) -> Callable[[], np.ndarray]:
-        """A function returning `transform(clinical, rng)` afresh on each call, redrawing only the missing
-        cells (the same draws, in the same order, as `transform` makes), so an epoch's draw costs little."""
-        base = self.transform(clinical)
-        draws = []  # (rows, first design column, levels or observed values, categorical?)
-        start = 0
-        for col in self.columns:
-            missing = np.flatnonzero(clinical[col].isna().to_numpy())
-            width = len(self.levels[col]) if col in self.levels else 1
-            if missing.size:
-                if col in self.levels:
-                    base[np.ix_(missing, np.arange(start, start + width))] = 0.0
-                draws.append((missing, start, col))
-            start += width
-
-        def draw() -> np.ndarray:
-            out = base.copy()
-            for rows, first, col in draws:
-                if col in self.levels:
-                    picked = rng.choice(len(self.levels[col]), size=len(rows), p=np.asarray(self.frequencies[col]))
-                    out[rows, first + picked] = 1.0
-                else:
-                    out[rows, first] = rng.choice(self.observed[col], size=len(rows))
-            return out
-
-        return draw
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> ClinicalDesign:
-        return cls(**d)
-
-
 # --------------------------------------------------------------------------------------------------
 # the processed dataset notebook 01 writes and the later notebooks read
 
@@ -823,23 +482,3 @@ def read_processed(folder: str | Path) -> Prepared:
     return Prepared(
         pd.read_parquet(folder / "clinical.parquet"), pd.read_parquet(folder / "genomic.parquet"), split, manifest
     )
-
-
-_IPYTHON_NAMES = {"In", "Out", "exit", "quit", "get_ipython", "open"}
-
-
-def check_notebook_params(namespace: dict[str, Any], spec: dict[str, type | tuple[type, ...]]) -> dict[str, Any]:
-    """Validate a notebook's parameters from its globals (call right after the parameters cell).
-
-    Every plain value defined so far counts as a parameter, so a name papermill injected that the
-    notebook does not declare is rejected here instead of being silently ignored.
-    """
-    import types
-
-    params = {
-        k: v
-        for k, v in namespace.items()
-        if not k.startswith("_") and k not in _IPYTHON_NAMES and not callable(v) and not isinstance(v, types.ModuleType)
-    }
-    check_params(params, spec)
-    return params

@@ -15,8 +15,10 @@ import pandas as pd
 import torch
 
 from idae import modelfile, unmixing
+from idae.checks import check_clinical, check_genomic, to_float32
 from idae.config import Config, statistics_per_factor
-from idae.data import ClinicalDesign, Standardizer, check_clinical, check_genomic, to_float32
+from idae.data import Standardizer
+from idae.design import ClinicalDesign
 from idae.errors import IdaeError, IdentifiabilityWarning
 from idae.invert import (
     LatentModel,

@@ -40,11 +40,11 @@ import pandas as pd
 import torch
 from scipy import stats
 
-from idae.data import check_table
+from idae.checks import check_table
 from idae.errors import IdaeError
 
 if TYPE_CHECKING:
-    from idae.data import ClinicalDesign
+    from idae.design import ClinicalDesign
 
 METHODS = ("design", "energy")
 STATE_BASES = ("factors", "position")

@@ -17,7 +17,7 @@ from typing import Any
 import torch
 
 from idae.config import Config, statistics_per_factor
-from idae.data import ClinicalDesign
+from idae.design import ClinicalDesign
 from idae.errors import IdaeError
 from idae.files import replaced_folder, restore_previous
 from idae.invert import LatentModel

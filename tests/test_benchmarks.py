@@ -9,7 +9,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from idae import benchmarks
-from idae.data import ClinicalDesign, Prepared
+from idae.data import Prepared
+from idae.design import ClinicalDesign
 from idae.errors import IdaeError
 
 

@@ -15,13 +15,10 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 import idae
+from idae.checks import MISSING_CODES
 from idae.data import (
-    MISSING_CODES,
-    ClinicalDesign,
     Prepared,
     Standardizer,
-    check_notebook_params,
-    check_params,
     clean_clinical,
     log_transform,
     looks_like_counts,
@@ -32,6 +29,8 @@ from idae.data import (
     stratified_split,
     write_processed,
 )
+from idae.design import ClinicalDesign
+from idae.params import check_notebook_params, check_params
 
 PROPERTY = settings(max_examples=30, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
 

@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 import idae
-from idae.data import MISSING_CODES
+from idae.checks import MISSING_CODES
 from idae.datasets import COHORTS, export_cohort
 
 

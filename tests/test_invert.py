@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from idae import IDAE
 from idae.baselines import fit_inversion
-from idae.data import ClinicalDesign
+from idae.design import ClinicalDesign
 from idae.errors import IdaeError
 from idae.invert import (
     LatentModel,
