@@ -10,7 +10,8 @@ __all__ = ["IDAE", "AlignReport", "Aligned", "IdaeError", "IdentifiabilityWarnin
 __version__ = "0.1.0"
 
 
-SUBMODULES = ("datasets", "metrics", "synthetic")  # `idae.metrics.mcc` works after a plain `import idae`
+# `idae.metrics.mcc` works after a plain `import idae`
+SUBMODULES = ("datasets", "metrics", "semisynthetic", "synthetic")
 
 
 def __getattr__(name: str):

@@ -1,6 +1,6 @@
 """Synthetic data with a known ground truth: latent sources, invertible mixing and true counterfactuals.
 
-Three generators, each returning pandas tables indexed by patient ID:
+Two generators, each returning pandas tables indexed by patient ID:
 
 - `make_cohort`: a breast-cancer-like cohort. Clinical covariates (ER, grade, node, age) modulate the mean
   and the variance of d conditionally independent Gaussian sources, which an invertible LeakyReLU MLP mixes
@@ -8,9 +8,6 @@ Three generators, each returning pandas tables indexed by patient ID:
 - `make_segments`: the nonstationary simulation of ICE-BeeM (Khemakhem et al., NeurIPS 2020, Section 5.1),
   itself after the TCL setting of Hyvärinen & Morioka (NeurIPS 2016), with an IMCA variant whose sources are
   dependent within a segment.
-- `make_semisynthetic`: real expression with an added binary clinical column whose effect on a sparse set of
-  genes has a shared part and a part that depends on each patient's own expression state; the true change of
-  every patient is known.
 
 Model (ICE-BeeM Theorem 1 / iVAE): p(s | y) = prod_j N(s_j; mu_j(y), sigma_j(y)^2), x = f(s) (+ noise), f injective.
 Identifiability needs the natural parameters (mu / sigma^2, -1 / 2 sigma^2) to vary across conditions y.
@@ -42,7 +39,7 @@ N_REFERENCE = 1000  # patients of a seed's reference cohort, used to scale effec
 # parameter checks
 
 
-def _check_int(name: str, value: Any, minimum: int) -> int:
+def check_int(name: str, value: Any, minimum: int) -> int:
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
         raise IdaeError(f"{name} must be an integer, got {value!r}")
     if value < minimum:
@@ -50,7 +47,7 @@ def _check_int(name: str, value: Any, minimum: int) -> int:
     return int(value)
 
 
-def _check_float(name: str, value: Any, low: float, high: float, high_open: bool = False) -> float:
+def check_float(name: str, value: Any, low: float, high: float, high_open: bool = False) -> float:
     if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
         raise IdaeError(f"{name} must be a finite number, got {value!r}")
     if value < low or value > high or (high_open and value == high):
@@ -320,18 +317,18 @@ def make_cohort(
     the gene's clean sd in a reference cohort. A share `missing` of clinical cells is NaN (never a whole row).
     Parameters (effects, mixing, noise level) depend on the seed only, not on n_samples.
     """
-    n = _check_int("n_samples", n_samples, 1)
-    d = _check_int("latent_dim", latent_dim, 1)
-    p = _check_int("n_genes", n_genes, 1)
+    n = check_int("n_samples", n_samples, 1)
+    d = check_int("latent_dim", latent_dim, 1)
+    p = check_int("n_genes", n_genes, 1)
     if p < d:
         raise IdaeError(f"n_genes ({p}) must be >= latent_dim ({d}) for the mixing to be injective")
-    depth = _check_int("depth", depth, 1)
-    noise = _check_float("noise", noise, 0.0, math.inf)
+    depth = check_int("depth", depth, 1)
+    noise = check_float("noise", noise, 0.0, math.inf)
     k = len(CLINICAL_COLUMNS)
-    missing = _check_float("missing", missing, 0.0, 1.0, high_open=True)
+    missing = check_float("missing", missing, 0.0, 1.0, high_open=True)
     if missing > (k - 1) / k:
         raise IdaeError(f"missing must be <= {(k - 1) / k} so that every patient keeps a clinical value")
-    seed = _check_int("seed", seed, 0)
+    seed = check_int("seed", seed, 0)
     rng_clin, rng_fx, rng_eps, rng_mix, rng_noise, rng_miss = (
         np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(6)
     )
@@ -428,12 +425,12 @@ def make_segments(
     layers (the authors' code applies LeakyReLU before each of L-1 orthogonal maps, so its L=1 is the identity).
     Observations get N(0, noise^2 × var) noise per dimension when noise > 0 (none by default).
     """
-    n_seg = _check_int("n_segments", n_segments, 2)
-    n_per = _check_int("n_per_segment", n_per_segment, 1)
-    d = _check_int("n_sources", n_sources, 1)
-    depth = _check_int("depth", depth, 1)
-    noise = _check_float("noise", noise, 0.0, math.inf)
-    seed = _check_int("seed", seed, 0)
+    n_seg = check_int("n_segments", n_segments, 2)
+    n_per = check_int("n_per_segment", n_per_segment, 1)
+    d = check_int("n_sources", n_sources, 1)
+    depth = check_int("depth", depth, 1)
+    noise = check_float("noise", noise, 0.0, math.inf)
+    seed = check_int("seed", seed, 0)
     if not isinstance(imca, (bool, np.bool_)):
         raise IdaeError(f"imca must be True or False, got {imca!r}")
     if not isinstance(vary_mean, (bool, np.bool_)):
@@ -471,152 +468,3 @@ def make_segments(
         base_covariance=base,
         layers=layers,
     )
-
-
-# --------------------------------------------------------------------------------------------------
-# semi-synthetic: real expression with an added clinical column of known per-patient effect
-
-
-@dataclasses.dataclass
-class SemiSynthetic:
-    """Real profiles with an added binary clinical column whose effect on each patient is known.
-
-    clinical (n, k + 1): the real table plus `column` ("neg" / "pos", categorical); genomic (n, p): the real
-    profiles with each "pos" patient's effect added; effect (n, p): every patient's true change from "neg" to
-    "pos" (zero outside `genes`), in the units of the input profiles; state (n,): the patient's own expression
-    state (standardised score on a random direction of the leading principal components) the effect depends on;
-    sparsity, effect_size, interaction: the generator's settings, its prior over a gene's effect.
-    """
-
-    clinical: pd.DataFrame
-    genomic: pd.DataFrame
-    effect: pd.DataFrame
-    state: pd.Series
-    genes: pd.Index
-    column: str
-    sparsity: float
-    effect_size: float
-    interaction: float
-
-    def true_change(self, to: str) -> pd.DataFrame:
-        """(n, p) true change of setting `column` to `to` for every patient: the effect for a "neg" patient sent
-        to "pos", minus it for a "pos" patient sent to "neg", zero for a patient already at `to`."""
-        if to not in ("neg", "pos"):
-            raise IdaeError(f"to must be 'neg' or 'pos', got {to!r}")
-        now = self.clinical[self.column].astype(str).to_numpy()
-        sign = np.where(now == to, 0.0, 1.0 if to == "pos" else -1.0)
-        return self.effect * sign[:, None]
-
-    def bayes_change(self, train: pd.Index, grid: int = 200) -> pd.DataFrame:
-        """(n, p) every patient's change to the other level as the Bayes posterior mean given the `train` patients,
-        each patient's true state and the generator's own prior: a reference ceiling, not a predictor.
-
-        Per gene, the least-squares estimates (â, b̂) of x on [1, s, pos, pos·s] over the training patients are
-        Gaussian around the gene's (shared part, state slope) with covariance σ²(XᵀX)⁻¹, σ² from the residuals. The
-        prior puts 1 − sparsity on no effect and spreads the rest over a = ±effect_size·u, b = ±interaction·|a|,
-        u on a `grid` of midpoints of [0.5, 1.5]. The posterior mean minimises the expected squared error given
-        these data: a method that must learn the effect from the same patients, without the true state, the
-        affected genes or the prior, does not beat it on average.
-        """
-        train = pd.Index(train)
-        unknown = train.difference(self.genomic.index)
-        if len(unknown):
-            raise IdaeError(f"train holds patients not in the data: {list(unknown[:5])} ({len(unknown)} in all)")
-        rows = self.genomic.index.get_indexer(train)
-        x = self.genomic.to_numpy(dtype=float)[rows]
-        state = self.state.to_numpy()
-        positive = (self.clinical[self.column].astype(str) == "pos").to_numpy().astype(float)
-        s, pos = state[rows], positive[rows]
-        design = np.column_stack([np.ones(len(train)), s, pos, pos * s])
-        if np.linalg.matrix_rank(design) < 4 or len(train) <= 4:
-            raise IdaeError("train needs more than 4 patients of both levels, whose states vary within each level")
-        beta, *_ = np.linalg.lstsq(design, x, rcond=None)
-        noise = ((x - design @ beta) ** 2).sum(axis=0) / (len(train) - 4)  # (p,)
-        precision = np.linalg.inv(np.linalg.inv(design.T @ design)[2:, 2:])  # of (â, b̂), in units of σ²
-        u = 0.5 + (np.arange(grid) + 0.5) / grid
-        shared = self.effect_size * np.concatenate([u, -u, u, -u])
-        slab = np.column_stack([shared, self.interaction * np.abs(shared) * np.repeat([1.0, 1.0, -1.0, -1.0], grid)])
-        estimate = beta[2:].T  # (p, 2)
-        posterior = np.zeros_like(estimate)
-        for start in range(0, len(estimate), 2000):  # genes in chunks: (chunk, 4 grid, 2) at a time
-            chunk = slice(start, start + 2000)
-            est, var = estimate[chunk], noise[chunk, None]
-            diff = est[:, None, :] - slab[None]
-            log_slab = -0.5 * np.einsum("gki,ij,gkj->gk", diff, precision, diff) / var
-            log_null = -0.5 * np.einsum("gi,ij,gj->g", est, precision, est)[:, None] / var
-            top = np.maximum(log_slab.max(axis=1, keepdims=True), log_null)
-            w_slab = self.sparsity / len(slab) * np.exp(log_slab - top)
-            w_null = (1 - self.sparsity) * np.exp(log_null - top)
-            posterior[chunk] = (w_slab @ slab) / (w_slab.sum(axis=1, keepdims=True) + w_null)
-        sign = np.where(positive == 1, -1.0, 1.0)  # each patient to the other level
-        change = sign[:, None] * (posterior[:, 0][None] + state[:, None] * posterior[:, 1][None])
-        return pd.DataFrame(change, index=self.genomic.index, columns=self.genomic.columns)
-
-
-def make_semisynthetic(
-    genomic: pd.DataFrame,
-    clinical: pd.DataFrame,
-    sparsity: float = 0.05,
-    effect_size: float = 1.0,
-    interaction: float = 1.0,
-    prevalence: float = 0.5,
-    state_components: int = 3,
-    column: str = "hidden",
-    seed: int = 0,
-) -> SemiSynthetic:
-    """Add a binary column to real data: "pos" with probability `prevalence`, independently of everything else,
-    and a known effect on a random `sparsity` share of the genes.
-
-    For patient i and affected gene g the change from "neg" to "pos" is a_g + b_g s_i: a shared part a_g of size
-    `effect_size` × U(0.5, 1.5) with a random sign, and a part b_g s_i that depends on the patient's own state
-    s_i (a standardised score on a random direction of the leading `state_components` principal components of the
-    input profiles), |b_g| = `interaction` × |a_g| with a random sign. Profiles are used as given (standardised
-    genes make `effect_size` a number of gene sds); they must be complete.
-    """
-    sparsity = _check_float("sparsity", sparsity, 0.0, 1.0)
-    effect_size = _check_float("effect_size", effect_size, 0.0, math.inf)
-    interaction = _check_float("interaction", interaction, 0.0, math.inf)
-    prevalence = _check_float("prevalence", prevalence, 0.0, 1.0)
-    seed = _check_int("seed", seed, 0)
-    if not isinstance(genomic, pd.DataFrame) or not isinstance(clinical, pd.DataFrame):
-        raise IdaeError("genomic and clinical must be pandas DataFrames (patients as rows)")
-    state_components = _check_int("state_components", state_components, 1)
-    if state_components > min(genomic.shape) - 1:
-        raise IdaeError(f"state_components must be below min(patients, genes) = {min(genomic.shape)}, "
-                        f"got {state_components}")  # fmt: skip
-    if column in clinical.columns:
-        raise IdaeError(f"column {column!r} is already a clinical column; choose another name")
-    missing = genomic.index.difference(clinical.index)
-    if len(missing):
-        raise IdaeError(f"genomic patients without a clinical row: {list(missing[:5])} ({len(missing)} in all)")
-    x = genomic.to_numpy(dtype=float)
-    bad = ~np.isfinite(x)
-    if bad.any():
-        row, col = np.argwhere(bad)[0]
-        raise IdaeError(f"genomic must be complete: {int(bad.sum())} missing or non-finite cells, the first at "
-                        f"patient {genomic.index[row]!r}, gene {genomic.columns[col]!r}")  # fmt: skip
-    n_affected = round(sparsity * x.shape[1])
-    if n_affected < 1:
-        raise IdaeError(f"sparsity {sparsity} affects no gene of {x.shape[1]}; raise it")
-    rng_state, rng_genes, rng_column = (np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(3))
-
-    centred = x - x.mean(axis=0)
-    left, _, _ = np.linalg.svd(centred, full_matrices=False)
-    direction = rng_state.normal(size=state_components)
-    state = left[:, :state_components] @ (direction / np.linalg.norm(direction))
-    state = (state - state.mean()) / state.std()
-
-    genes = np.sort(rng_genes.choice(x.shape[1], size=n_affected, replace=False))
-    shared = effect_size * rng_genes.uniform(0.5, 1.5, n_affected) * rng_genes.choice([-1.0, 1.0], n_affected)
-    slope = interaction * np.abs(shared) * rng_genes.choice([-1.0, 1.0], n_affected)
-    effect = np.zeros_like(x)
-    effect[:, genes] = shared + state[:, None] * slope
-
-    positive = rng_column.random(len(x)) < prevalence
-    out_clinical = clinical.loc[genomic.index].copy()
-    out_clinical[column] = pd.Categorical(np.where(positive, "pos", "neg"), categories=["neg", "pos"])
-    observed = x + positive[:, None] * effect
-    frame = {"index": genomic.index, "columns": genomic.columns}
-    state_series = pd.Series(state, index=genomic.index, name="state")
-    return SemiSynthetic(out_clinical, pd.DataFrame(observed, **frame), pd.DataFrame(effect, **frame), state_series,
-                         genomic.columns[genes], column, sparsity, effect_size, interaction)  # fmt: skip

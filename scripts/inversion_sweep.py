@@ -45,7 +45,8 @@ from idae.baselines import INVERSION_METHODS, fit_inversion
 from idae.data import read_processed
 from idae.files import replaced_file
 from idae.metrics import interval_coverage, per_patient_delta
-from idae.synthetic import make_cohort, make_semisynthetic
+from idae.semisynthetic import make_semisynthetic
+from idae.synthetic import make_cohort
 
 N_TRAIN, N_FIT, N_TEST = 1500, 1275, 500
 # notebook 05's semi-synthetic settings and the inversion designs compared on them (refits of one trained model)

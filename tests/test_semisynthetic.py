@@ -1,4 +1,4 @@
-"""idae.synthetic.make_semisynthetic: real profiles plus a binary column of known per-patient effect."""
+"""idae.semisynthetic.make_semisynthetic: real profiles plus a binary column of known per-patient effect."""
 
 import numpy as np
 import pandas as pd
@@ -7,7 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from idae.errors import IdaeError
-from idae.synthetic import make_semisynthetic
+from idae.semisynthetic import make_semisynthetic
 
 
 def tables(n: int = 60, p: int = 80, seed: int = 0) -> tuple[pd.DataFrame, pd.DataFrame]:
