@@ -26,11 +26,11 @@ import numpy as np
 import pandas as pd
 
 from idae import unmixing
-from idae.baselines import LATENT_METHODS, fit_latent
 from idae.data import Prepared, subsample
 from idae.design import ClinicalDesign
 from idae.errors import IdaeError
 from idae.estimator import IDAE
+from idae.factor_baselines import LATENT_METHODS, fit_latent
 from idae.metrics import cross_seed_mcc, mcc, off_diagonal, weak_mcc
 from idae.synthetic import make_cohort, make_segments
 

@@ -2,7 +2,7 @@
 
 Everything here works on counterfactual *profiles* (patients × genes) and the change they imply,
 Δ = profile after − profile before. A "predictor" is any `predict(genomic, clinical, changes)` with the
-contract of `IDAE.invert`: an `Ensemble` of fitted models and the baselines of `idae.baselines`
+contract of `IDAE.invert`: an `Ensemble` of fitted models and the baselines of `idae.inversion_baselines`
 (`InversionBaseline.predict`) both qualify, so every score is computed the same way for all of them.
 """
 

@@ -163,7 +163,7 @@ def child_invert(spec: dict) -> dict:
     """Wall time of a default `IDAE.invert` of every gse1992 patient to ER-positive, and of the `linear_state`
     baseline's prediction of the same, each the best of three in this warm process (the fits are not timed)."""
     import idae
-    from idae.baselines import fit_inversion
+    from idae.inversion_baselines import fit_inversion
 
     clinical, genomic = gse1992()
     model = idae.IDAE(latent_dim=6, progress=False).fit(genomic, clinical)

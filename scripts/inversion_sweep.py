@@ -41,9 +41,9 @@ from tqdm import tqdm
 
 from idae import IDAE
 from idae import casestudy as cs
-from idae.baselines import INVERSION_METHODS, fit_inversion
 from idae.data import read_processed
 from idae.files import replaced_file
+from idae.inversion_baselines import INVERSION_METHODS, fit_inversion
 from idae.metrics import interval_coverage, per_patient_delta
 from idae.semisynthetic import make_semisynthetic
 from idae.synthetic import make_cohort

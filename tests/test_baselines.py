@@ -5,7 +5,8 @@ import pandas as pd
 import pytest
 
 from idae import IdaeError
-from idae.baselines import INVERSION_METHODS, LATENT_METHODS, fit_inversion, fit_latent
+from idae.factor_baselines import LATENT_METHODS, fit_latent
+from idae.inversion_baselines import INVERSION_METHODS, fit_inversion
 from idae.invert import apply_changes
 from idae.metrics import mcc
 

@@ -4,7 +4,6 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from idae.baselines import fit_inversion
 from idae.casestudy import (
     Ensemble,
     change_ratio,
@@ -18,6 +17,7 @@ from idae.casestudy import (
 )
 from idae.data import subsample
 from idae.errors import IdaeError
+from idae.inversion_baselines import fit_inversion
 
 
 def test_intervals_cover_their_nominal_share_with_a_large_ensemble():

@@ -9,9 +9,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from idae import IDAE
-from idae.baselines import fit_inversion
 from idae.design import ClinicalDesign
 from idae.errors import IdaeError
+from idae.inversion_baselines import fit_inversion
 from idae.invert import (
     LatentModel,
     fit_direct_path,
