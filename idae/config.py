@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import math
 import numbers
+from typing import Any
 
 from idae.errors import IdaeError
 from idae.invert import DIRECT_BASES, METHODS, STATE_BASES
@@ -18,46 +20,62 @@ def statistics_per_factor(head: str, linear_stage: bool, augmentation: tuple[str
     return 2 if head == "gaussian" or linear_stage else len(set(augmentation))
 
 
+def setting(default: Any, doc: str) -> Any:
+    """A `Config` field: its default and the one line `help(IDAE)` shows for it."""
+    return dataclasses.field(default=default, metadata={"doc": doc})
+
+
 @dataclasses.dataclass
 class Config:
     """Every constructor argument of `IDAE`; the defaults are the project's best known settings (notebook 04)."""
 
-    latent_dim: int = 6
-    objective: str = "ivae"  # "ivae" (evidence lower bound), "infonce" or "dsm" (the seed's energy estimators)
-    head: str = "gaussian"  # "gaussian" (positive precision, exact log-partition) or "energy" (the seed's free λ)
-    augmentation: tuple[str, ...] = AUGMENTATIONS  # T(z) of the "energy" head; the Gaussian head uses [z, z²]
-    components_per_factor: int = 2  # whitened principal components the encoder reads, per factor; 0: every gene
-    encoder_hidden: tuple[int, ...] = (128, 128)
-    condition_hidden: tuple[int, ...] = ()
-    decoder_hidden: tuple[int, ...] = (128, 128)
-    spectral_norm: bool = True  # on the encoder's MLP
-    linear_stage: bool = True  # the conditional maximum-likelihood linear map after training (idae.unmixing)
-    noise: float = 0.0  # corruption sd of the genes the encoder reads, in units of each gene's sd
-    component_noise: float = 0.0  # corruption sd of the whitened components the encoder reads (their sds)
-    decoder_noise: float = 0.0
-    reconstruction_weight: float = 1.0  # of the reconstruction term ("infonce" and "dsm")
-    contrastive_weight: float = 50.0  # "ivae": weight of the InfoNCE term beside the ELBO (both nats per patient)
-    detach_decoder: bool = False  # "infonce" / "dsm": the reconstruction term does not train the encoder
-    max_epochs: int = 1000
-    batch_size: int = 256
-    learning_rate: float = 1e-3
-    weight_decay: float = 1e-4
-    warmup_epochs: int = 10
-    patience: int = 40
-    clip_norm: float = 1.0
-    val_fraction: float = 0.15
-    missing_weight: float = 0.5  # a patient with every clinical cell missing counts 1 - this
-    inversion: str = "design"  # regressors of the factors' clinical model: "design" or "energy"
-    inversion_shrinkage: bool = True  # empirical-Bayes shrinkage of that model's coefficients (idae.invert)
-    latent_interactions: bool = True  # ... and products of two clinical columns where a test keeps them
-    direct_path: bool = True  # inversion also moves genes by the clinical effects the factors do not carry
-    state_path: bool = True  # ... and by the part of those effects that depends on the patient's state
-    state_basis: str = "factors"  # that state: the factors z ("factors") or their position given y ("position")
-    state_direction_null: float = 0.1  # its direction from the genes whose probability of no effect is below this
-    direct_basis: str = "residuals"  # the direct path's effects: on the decoder's residuals, or "totals" (idae.invert)
-    device: str = "auto"
-    seed: int = 0
-    progress: bool = True
+    latent_dim: int = setting(6, "number of factors d")
+    objective: str = setting("ivae", '"ivae" (evidence lower bound), "infonce" or "dsm" (the seed\'s energy '
+                             "estimators)")
+    head: str = setting("gaussian", '"gaussian" (positive precision, exact log-partition) or "energy" (the '
+                        "seed's free natural parameters)")
+    augmentation: tuple[str, ...] = setting(AUGMENTATIONS, 'T(z) of the "energy" head; the Gaussian head uses [z, z²]')
+    components_per_factor: int = setting(2, "whitened principal components the encoder reads, per factor; 0: every "
+                                         "gene")
+    encoder_hidden: tuple[int, ...] = setting((128, 128), "hidden layer widths of the encoder MLP")
+    condition_hidden: tuple[int, ...] = setting((), "hidden layer widths of the condition encoder (empty: linear)")
+    decoder_hidden: tuple[int, ...] = setting((128, 128), "hidden layer widths of the decoder MLP")
+    spectral_norm: bool = setting(True, "spectral normalisation of the encoder's layers")
+    linear_stage: bool = setting(True, "the conditional maximum-likelihood linear map after training (idae.unmixing)")
+    noise: float = setting(0.0, "corruption sd of the genes the encoder reads, in units of each gene's sd")
+    component_noise: float = setting(0.0, "corruption sd of the whitened components the encoder reads (their sds)")
+    decoder_noise: float = setting(0.0, "noise sd added to the factors the decoder reads while training")
+    reconstruction_weight: float = setting(1.0, 'weight of the reconstruction term ("infonce" and "dsm")')
+    contrastive_weight: float = setting(50.0, '"ivae": weight of the InfoNCE term beside the ELBO (both nats per '
+                                        "patient)")
+    detach_decoder: bool = setting(False, '"infonce" / "dsm": the reconstruction term does not train the encoder')
+    max_epochs: int = setting(1000, "upper bound on training epochs (early stopping usually ends sooner)")
+    batch_size: int = setting(256, "patients per optimisation step")
+    learning_rate: float = setting(1e-3, "Adam step size")
+    weight_decay: float = setting(1e-4, "Adam weight decay")
+    warmup_epochs: int = setting(10, "epochs of linear learning-rate warm-up (then cosine decay to 5% at max_epochs)")
+    patience: int = setting(40, "epochs without a better validation objective before training stops")
+    clip_norm: float = setting(1.0, "gradient norm clipping threshold")
+    val_fraction: float = setting(0.15, "share of the training patients held out for early stopping when fit gets no "
+                                  "validation set")
+    missing_weight: float = setting(0.5, "a patient with every clinical cell missing counts 1 - this")
+    inversion: str = setting("design", 'regressors of the factors\' clinical model: "design" or "energy"')
+    inversion_shrinkage: bool = setting(True, "empirical-Bayes shrinkage of the coefficients of the factors' clinical "
+                                          "model (idae.invert)")
+    latent_interactions: bool = setting(True, "that model also has products of two clinical columns where a test "
+                                          "keeps them")
+    direct_path: bool = setting(True, "inversion also moves genes by the clinical effects the factors do not carry")
+    state_path: bool = setting(True, "inversion also moves genes by the part of the direct effects that depends "
+                                 "on the patient's state")
+    state_basis: str = setting("factors", 'the state the state path reads: the factors z ("factors") or their '
+                               'position given y ("position")')
+    state_direction_null: float = setting(0.1, "the state path's direction is read off the genes whose posterior "
+                                          "probability of no effect is below this, in (0, 0.5]")
+    direct_basis: str = setting("residuals", 'the direct path\'s effects: on the decoder\'s residuals, or "totals" '
+                                "(idae.invert)")
+    device: str = setting("auto", '"auto" (a GPU when there is one), "cpu" or "cuda[:n]"')
+    seed: int = setting(0, "seed of every random draw of fit (initialisation, batches, corruption, splits)")
+    progress: bool = setting(True, "progress bar while training")
 
     def check(self) -> None:
         def positive_int(name: str) -> None:
@@ -128,3 +146,20 @@ class Config:
                             f"a clinical column comes from the latent model on the design; got {self.inversion!r}")
         if self.device not in ("auto", "cpu") and not str(self.device).startswith("cuda"):
             raise IdaeError(f"device must be 'auto', 'cpu' or 'cuda[:n]', got {self.device!r}")
+
+
+def parameters_doc(indent: str = "    ") -> str:
+    """The numpydoc "Parameters" entries of every `Config` field: name, type, default and its line."""
+    lines = []
+    for f in dataclasses.fields(Config):
+        kind = f.type if isinstance(f.type, str) else getattr(f.type, "__name__", str(f.type))
+        lines += [f"{indent}{f.name} : {kind}, default {f.default!r}", f"{indent}    {f.metadata['doc']}"]
+    return "\n".join(lines)
+
+
+def signature(first: list[inspect.Parameter]) -> inspect.Signature:
+    """`first` (self, latent_dim) then every other `Config` field as a keyword-only parameter with its default."""
+    named = {p.name for p in first}
+    rest = [inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY, default=f.default, annotation=f.type)
+            for f in dataclasses.fields(Config) if f.name not in named]  # fmt: skip
+    return inspect.Signature([*first, *rest])

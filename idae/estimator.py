@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import inspect
 import io
 import numbers
 import warnings
@@ -16,7 +17,7 @@ import torch
 
 from idae import modelfile, unmixing
 from idae.checks import check_clinical, check_genomic, to_float32
-from idae.config import Config, statistics_per_factor
+from idae.config import Config, parameters_doc, signature, statistics_per_factor
 from idae.data import Standardizer
 from idae.design import ClinicalDesign
 from idae.errors import IdaeError, IdentifiabilityWarning
@@ -41,12 +42,37 @@ from idae.train import History, checkpoint_path, fingerprint, resolve_device, se
 class IDAE:
     """Identifiable denoising autoencoder of genomic profiles conditioned on clinical variables.
 
+    Every setting has a default (the project's best known, notebook 04), so `IDAE(latent_dim=...)` is a complete
+    configuration; the settings are stored in `config` (a `Config`).
+
+    Parameters
+    ----------
+{parameters}
+
+    Attributes
+    ----------
+    config : Config
+        the settings above
+    net : IDAENet or None
+        the trained network (None until `fit`)
+    genes : list of str
+        the genes the model reads, in its order
+    standardizer : Standardizer
+        per-gene mean and sd of the training patients
+    design : ClinicalDesign
+        the clinical design matrix fitted on the training patients
+    latent_model : LatentModel
+        the factors' clinical model that `invert` moves
+    history : History
+        per-epoch training and validation losses
+    condition : ConditionReport
+        the identifiability condition on the training patients
+
+    Examples
+    --------
     >>> model = IDAE(latent_dim=6).fit(genomic, clinical)   # genomic: patients × genes
     >>> z = model.encode(genomic)                            # (n, latent_dim) identifiable factors
     >>> x_cf = model.invert(genomic, clinical, {"er": "pos"})
-
-    Every argument is listed in `Config`; each has a default, so `IDAE(latent_dim=...)` is a
-    complete configuration.
     """
 
     def __init__(self, latent_dim: int = 6, **kwargs: Any):
@@ -431,3 +457,8 @@ class IDAE:
         except (RuntimeError, AssertionError, TypeError, ValueError) as err:  # e.g. cuda absent
             raise IdaeError(f"{path}: could not place the model on device {c.device!r}: {err}") from err
         return model
+
+
+IDAE.__doc__ = IDAE.__doc__.replace("{parameters}", parameters_doc())
+IDAE.__init__.__signature__ = signature(  # type: ignore[attr-defined]  # help(IDAE) lists every setting
+    list(inspect.signature(IDAE.__init__).parameters.values())[:2])

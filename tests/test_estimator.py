@@ -1,5 +1,7 @@
 """The IDAE estimator: fit / encode / reconstruct / invert / save / load, input errors, NaN guard, bench."""
 
+import dataclasses
+import inspect
 import json
 import subprocess
 import sys
@@ -16,6 +18,7 @@ from hypothesis import strategies as st
 import idae
 import idae.train
 from idae import IDAE, IdaeError
+from idae.config import Config
 
 ROOT = Path(__file__).resolve().parent.parent
 # tiny networks and few epochs: every fit below takes a fraction of a second
@@ -339,6 +342,19 @@ def test_a_normal_fit_raises_no_warning(data):
 
 
 # --------------------------------------------------------------------------------------------- errors
+
+
+def test_help_lists_every_setting_with_its_default():
+    """`help(IDAE)` shows every setting: in the signature (keyword arguments with their defaults) and in the
+    numpydoc Parameters section, each with a line of its own."""
+    fields = dataclasses.fields(Config)
+    parameters = inspect.signature(IDAE).parameters
+    assert list(parameters) == [f.name for f in fields]
+    assert all(parameters[f.name].default == f.default for f in fields)
+    section = IDAE.__doc__.split("Parameters\n    ----------\n")[1].split("\n\n")[0]
+    for f in fields:
+        assert f"    {f.name} : " in section and f.metadata["doc"] in section, f.name
+    assert "Attributes" in IDAE.__doc__ and "Examples" in IDAE.__doc__
 
 
 @pytest.mark.parametrize(
