@@ -16,6 +16,7 @@ import pandas as pd
 import torch
 
 from idae import modelfile, unmixing
+from idae.checkpoint import checkpoint_path, fingerprint
 from idae.checks import check_clinical, check_genomic, to_float32
 from idae.config import Config, parameters_doc, signature, statistics_per_factor
 from idae.data import Standardizer
@@ -36,7 +37,7 @@ from idae.invert import (
 )
 from idae.metrics import ConditionReport, condition_check
 from idae.model import IDAENet
-from idae.train import History, checkpoint_path, fingerprint, resolve_device, seed_everything, train
+from idae.train import History, resolve_device, seed_everything, train
 
 
 class IDAE:

@@ -17,6 +17,7 @@ import pytest
 import torch
 from cohorts import random_cohort
 
+import idae.checkpoint
 import idae.train
 from idae import IDAE, IdaeError
 
@@ -56,13 +57,14 @@ CHILD = textwrap.dedent(
     import json, os, sys, time
     from pathlib import Path
     sys.path.insert(0, {tests!r})
+    import idae.checkpoint as C
     import idae.train as T
     from idae import IDAE
     from test_checkpoint import cohort, split
 
     barrier, kill_at, kw, validated = Path({barrier!r}), {kill_at}, json.loads({kw!r}), {validated}
     seen = {{"epoch": -1, "calls": 0}}
-    write, losses = T.write_checkpoint, T.losses
+    write, losses = C.write_checkpoint, T.losses
 
     def write_and_note(path, state):
         write(path, state)
@@ -80,7 +82,7 @@ CHILD = textwrap.dedent(
         barrier.with_suffix(".tmp").write_text(word)
         os.replace(barrier.with_suffix(".tmp"), barrier)
 
-    T.write_checkpoint, T.losses = write_and_note, blocking_losses
+    C.write_checkpoint, T.losses = write_and_note, blocking_losses
     clinical, genomic = cohort()
     if validated:
         g, c, validation = split(clinical, genomic)
@@ -202,7 +204,7 @@ def test_a_fit_killed_mid_training_resumes_to_the_uninterrupted_result(tmp_path,
 @pytest.fixture(scope="module")
 def interrupted_bytes(tmp_path_factory):
     """The checkpoint a fit interrupted (KeyboardInterrupt) after epoch 4 leaves behind."""
-    write = idae.train.write_checkpoint
+    write = idae.checkpoint.write_checkpoint
 
     def write_then_interrupt(path, state):
         write(path, state)
@@ -213,7 +215,7 @@ def interrupted_bytes(tmp_path_factory):
     clinical, genomic = cohort()
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("OMP_NUM_THREADS", "1")
-        mp.setattr(idae.train, "write_checkpoint", write_then_interrupt)
+        mp.setattr(idae.checkpoint, "write_checkpoint", write_then_interrupt)
         with pytest.raises(KeyboardInterrupt):
             IDAE(**KW).fit(genomic, clinical, checkpoint=checkpoint, checkpoint_every=1)
     return checkpoint.read_bytes()
@@ -246,7 +248,7 @@ def test_resuming_under_another_thread_count_warns(interrupted, monkeypatch):
     written = torch.load(checkpoint, weights_only=True)["environment"]
     assert written == {"torch": str(torch.__version__), "threads": 1}
     # as if OMP_NUM_THREADS were 2 now: float sums in another order, no longer bitwise reproducible
-    monkeypatch.setattr(idae.train, "environment", lambda: {**written, "threads": 2})
+    monkeypatch.setattr(idae.checkpoint, "environment", lambda: {**written, "threads": 2})
     with pytest.warns(RuntimeWarning, match="'threads': 1.*'threads': 2.*not be bitwise identical"):
         IDAE(**KW).fit(genomic, clinical, checkpoint=checkpoint)
     assert not checkpoint.exists()
@@ -321,14 +323,14 @@ def test_a_folder_or_non_path_is_not_a_checkpoint(tmp_path):
 
 def written_epochs(monkeypatch, checkpoint, every, write_seconds=0.0):
     """The epochs a 12-epoch fit checkpoints, each write taking at least `write_seconds`."""
-    write, epochs = idae.train.write_checkpoint, []
+    write, epochs = idae.checkpoint.write_checkpoint, []
 
     def noting(path, state):
         write(path, state)
         time.sleep(write_seconds)
         epochs.append(state["epoch"])
 
-    monkeypatch.setattr(idae.train, "write_checkpoint", noting)
+    monkeypatch.setattr(idae.checkpoint, "write_checkpoint", noting)
     clinical, genomic = cohort()
     IDAE(**{**KW, "max_epochs": 12}).fit(genomic, clinical, checkpoint=checkpoint, checkpoint_every=every)
     return epochs
@@ -341,8 +343,8 @@ def test_checkpoint_every_and_the_automatic_interval(tmp_path, monkeypatch):
     # writes slower than the epochs: the automatic interval spaces them (at most ~10% of the time writing)
     slow = written_epochs(monkeypatch, checkpoint, None, write_seconds=0.5)
     assert slow[0] == 0 and all(b - a >= 5 for a, b in zip(slow, slow[1:], strict=False))
-    assert idae.train.checkpoint_interval(epoch_seconds=1.0, write_seconds=0.05) == 1
-    assert idae.train.checkpoint_interval(epoch_seconds=0.4, write_seconds=0.1) == 3
+    assert idae.checkpoint.checkpoint_interval(epoch_seconds=1.0, write_seconds=0.05) == 1
+    assert idae.checkpoint.checkpoint_interval(epoch_seconds=0.4, write_seconds=0.1) == 3
 
 
 def test_completion_removes_the_checkpoint_and_partial_writes(tmp_path, monkeypatch):
