@@ -18,14 +18,12 @@ notebook starts.
 from __future__ import annotations
 
 import argparse
-import ast
 import json
 import os
 import re
 import shutil
 import sys
 import time
-from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -34,9 +32,9 @@ import yaml
 from idae.errors import IdaeError
 from idae.files import previous_of, replaced_file
 from idae.html import notebook_paths as numbered_notebooks
+from idae.params import NOTEBOOKS, check_params, declared_parameters
 
 ROOT = Path(__file__).resolve().parent.parent
-NOTEBOOKS = ROOT / "notebooks"
 PROFILES = NOTEBOOKS / "profiles"
 BUILD = ROOT / "build"
 PATH_PARAMS = ("clinical_path", "genomic_path")
@@ -47,15 +45,6 @@ NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 def notebook_paths() -> list[Path]:
     """The committed report's numbered notebooks, in order."""
     return numbered_notebooks(NOTEBOOKS)
-
-
-@cache
-def declared_parameters(path: Path) -> dict[str, Any]:
-    """The parameters cell of one committed notebook: {name: default value}."""
-    import papermill as pm
-
-    declared = pm.inspect_notebook(str(path))
-    return {name: ast.literal_eval(spec["default"]) for name, spec in declared.items()}
 
 
 def is_default_run(notebook: str, params: dict[str, Any], data_parameters: dict[str, Any] | None = None) -> bool:
@@ -82,55 +71,16 @@ def dataset_label(data_parameters: dict[str, Any]) -> str:
     return Path(path).stem if path else str(data_parameters.get("cohort", "the cohort"))
 
 
-def _conforms(value: Any, default: Any) -> bool:
-    """Whether `value` has the type of a parameter whose default is `default` (ints pass for floats)."""
-    if isinstance(default, bool) or isinstance(value, bool):
-        return isinstance(value, bool) and isinstance(default, bool)
-    if isinstance(default, float):
-        return isinstance(value, int | float)
-    if isinstance(default, list):
-        return isinstance(value, list) and (not default or all(_conforms(v, default[0]) for v in value))
-    if isinstance(default, dict):
-        first = next(iter(default.values()), None)
-        return isinstance(value, dict) and all(
-            isinstance(k, str) and (first is None or _conforms(v, first)) for k, v in value.items()
-        )
-    return isinstance(value, type(default))
-
-
-def check_params(params: dict[str, Any], declared: dict[str, dict[str, Any]]) -> None:
-    """Reject unknown, ill-typed or inconsistent parameters, naming each one, before any work starts."""
-    defaults: dict[str, Any] = {}
-    for own in declared.values():
-        defaults.update(own)
-    problems = [f"unknown parameter {k!r}" for k in params if k not in defaults]
-    for key, value in params.items():
-        if key in defaults and not _conforms(value, defaults[key]):
-            hint = ""
-            if isinstance(defaults[key], float) and isinstance(value, str):
-                hint = " (in YAML write floats with a dot, e.g. 1.0e-3)"
-            problems.append(
-                f"parameter {key!r} must look like its default {defaults[key]!r}: got {value!r}{hint}"
-            )
-    if problems:
-        raise IdaeError("; ".join(problems) + f". The notebooks declare: {sorted(defaults)}")
-    p = defaults | params
-    columns = p["clinical_columns"]
+def check_run_params(params: dict[str, Any], declared: dict[str, dict[str, Any]]) -> None:
+    """`params.check_params`, and what only a whole run can check: the two tables, both given and present."""
+    check_params(params, declared)
+    p = {k: v for own in declared.values() for k, v in own.items()} | params
+    problems = []
     if bool(p["clinical_path"]) != bool(p["genomic_path"]):
         problems.append("set both clinical_path and genomic_path (or neither, to use `cohort`)")
     for key in PATH_PARAMS:
         if p[key] and not Path(p[key]).is_file():
             problems.append(f"{key}: file not found: {p[key]}")
-    outside = [c for c in p["categorical_columns"] + [p["stratify"]] if c and c not in columns]
-    if outside:
-        problems.append(f"stratify / categorical_columns name {outside}, which are not in clinical_columns {columns}")
-    for column, levels in p["flips"].items():
-        if column not in columns:
-            problems.append(
-                f"flips: column {column!r} is not in clinical_columns {columns} (set flips, e.g. --flip er:neg:pos)"
-            )
-        if len(levels) != 2:
-            problems.append(f"flips: {column!r} needs [from, to], got {levels!r}")
     if problems:
         raise IdaeError("; ".join(problems))
 
@@ -234,7 +184,7 @@ def run(
 
     name, params = load_params(profile, params_file, overrides)
     paths = notebook_paths()
-    check_params(params, {p: declared_parameters(p) for p in paths})
+    check_run_params(params, {p: declared_parameters(p) for p in paths})
     if name == "default" and not params:
         _execute(paths, params, NOTEBOOKS, kernel)
         render_report(NOTEBOOKS, BUILD / "html", title="idae report")

@@ -30,7 +30,7 @@ from idae.data import (
     write_processed,
 )
 from idae.design import ClinicalDesign
-from idae.params import check_notebook_params, check_params
+from idae.params import NOTEBOOKS, check_notebook_params, check_params, declared_parameters
 
 PROPERTY = settings(max_examples=30, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
 
@@ -649,45 +649,51 @@ def test_stratified_split_errors():
 # check_params / check_notebook_params
 
 
-SPEC = {"seed": int, "val_fraction": float, "stratify": (str, type(None)), "genes": list}
+DECLARED = {"notebook.ipynb": {"seed": 0, "val_fraction": 0.15, "stratify": "er", "genes": ["ESR1"]}}
 
 
 def test_check_params_accepts_known_names():
-    check_params({"seed": 3, "val_fraction": 1, "stratify": None, "genes": []}, SPEC)  # int is fine for float
-    check_params({}, SPEC)
+    check_params({"seed": 3, "val_fraction": 1, "stratify": "", "genes": []}, DECLARED)  # int is fine for float
+    check_params({}, DECLARED)
 
 
 @pytest.mark.parametrize(
     ("params", "message"),
     [
-        ({"sed": 3}, r"unknown parameter 'sed'.*Known parameters: \['genes', 'seed', 'stratify', 'val_fraction'\]"),
-        ({"seed": "3"}, r"parameter 'seed' must be int, got '3' \(str\)"),
-        ({"seed": True}, r"parameter 'seed' must be int, got True \(bool\)"),
-        ({"stratify": 1}, r"parameter 'stratify' must be str or None"),
+        ({"sed": 3}, r"unknown parameter 'sed'.*declare: \['genes', 'seed', 'stratify', 'val_fraction'\]"),
+        ({"seed": "3"}, r"parameter 'seed' must look like its default 0: got '3'"),
+        ({"seed": True}, r"parameter 'seed' must look like its default 0: got True"),
+        ({"stratify": 1}, r"parameter 'stratify' must look like its default 'er'"),
+        ({"genes": ["ESR1", 2]}, r"parameter 'genes' must look like its default \['ESR1'\]"),
+        ({"val_fraction": "0.1"}, r"write floats with a dot"),
         ({"x": 1, "y": 2}, r"unknown parameter 'x'; unknown parameter 'y'"),
     ],
 )
 def test_check_params_rejects(params, message):
     with pytest.raises(idae.IdaeError, match=message):
-        check_params(params, SPEC)
+        check_params(params, DECLARED)
 
 
-def test_check_notebook_params():
+def test_check_notebook_params_reads_the_declaration_from_the_notebook():
+    """A notebook checks its globals against its own committed parameters cell: plain values count, modules,
+    functions and IPython's names do not, and an undeclared name is refused."""
     import math
 
-    namespace = {
-        "seed": 1,
-        "val_fraction": 0.2,
-        "math": math,
-        "helper": len,
-        "In": [],
-        "Out": {},
-        "_": None,
-        "_private": 5,
-    }
-    assert check_notebook_params(namespace, SPEC) == {"seed": 1, "val_fraction": 0.2}
+    namespace = {"latent_dim": 4, "out_dir": "..", "math": math, "helper": len, "In": [], "Out": {}, "_": None,
+                 "_private": 5}  # fmt: skip
+    assert check_notebook_params(namespace, "02_model.ipynb") == {"latent_dim": 4, "out_dir": ".."}
     with pytest.raises(idae.IdaeError, match=r"unknown parameter 'n_epochs'"):
-        check_notebook_params({**namespace, "n_epochs": 10}, SPEC)
+        check_notebook_params({**namespace, "n_epochs": 10}, "02_model.ipynb")
+    with pytest.raises(idae.IdaeError, match=r"parameter 'latent_dim' must look like its default 6: got 4.5"):
+        check_notebook_params({**namespace, "latent_dim": 4.5}, "02_model.ipynb")
+
+
+def test_check_notebook_params_refuses_a_flip_without_two_levels():
+    namespace = {k: v for k, v in declared_parameters(NOTEBOOKS / "05_inversion.ipynb").items()}
+    with pytest.raises(idae.IdaeError, match=r"flips: 'er' needs \[from, to\]"):
+        check_notebook_params({**namespace, "flips": {"er": ["neg"]}}, "05_inversion.ipynb")
+    with pytest.raises(idae.IdaeError, match=r"flips is empty"):
+        check_notebook_params({**namespace, "flips": {}}, "05_inversion.ipynb")
 
 
 # --------------------------------------------------------------------------------------------------
