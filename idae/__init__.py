@@ -11,7 +11,7 @@ __version__ = "0.1.0"
 
 
 # `idae.metrics.mcc` works after a plain `import idae`
-SUBMODULES = ("datasets", "metrics", "semisynthetic", "synthetic")
+SUBMODULES = ("datasets", "metrics", "segments", "semisynthetic", "synthetic")
 
 
 def __getattr__(name: str):

@@ -32,7 +32,8 @@ from idae.errors import IdaeError
 from idae.estimator import IDAE
 from idae.factor_baselines import LATENT_METHODS, fit_latent
 from idae.metrics import cross_seed_mcc, mcc, off_diagonal, weak_mcc
-from idae.synthetic import make_cohort, make_segments
+from idae.segments import make_segments
+from idae.synthetic import make_cohort
 
 # The seed model as it was first built: DSM on every gene with the free energy head over [z, z², 0.1z³],
 # heavy corruption, a spectral-normalised condition MLP, decoder input noise, no linear stage.

@@ -168,3 +168,84 @@ def level_name(value: Any) -> str:
     if isinstance(value, float) and value.is_integer():
         return str(int(value))
     return str(value)
+
+
+def clean_clinical(
+    clinical: pd.DataFrame,
+    categorical: list[str] | None = None,
+    numeric: list[str] | None = None,
+    missing_codes: tuple[str, ...] = MISSING_CODES,
+) -> pd.DataFrame:
+    """Map missing-value codes to NaN and type each column as `category` or float.
+
+    A column is categorical when named in `categorical`, or when it holds text, booleans, a pandas
+    category, or numbers with at most two distinct values (0/1 codes); otherwise numeric.
+    """
+    codes = _missing_codes(missing_codes)
+    check_labels(clinical, "clinical", index=False)
+    categorical, numeric = list(categorical or []), list(numeric or [])
+    for col in categorical + numeric:
+        if col not in clinical.columns:
+            raise IdaeError(f"clinical column {col!r} named as categorical/numeric is not in the table")
+    both = set(categorical) & set(numeric)
+    if both:
+        raise IdaeError(f"clinical columns {sorted(both)} are named both categorical and numeric")
+    columns = pd.Index(clinical.columns.astype(str))
+    dup = columns[columns.duplicated()].unique().tolist()
+    if dup:
+        raise IdaeError(f"clinical: duplicate columns {dup[:5]}")
+    out = {}
+    for col in clinical.columns:
+        values = clinical[col]
+        check_single_values(values, f"clinical column {col!r}")
+        is_number = pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values)
+        if not is_number:
+            text = values.astype(object)
+            is_code = text.map(lambda v: isinstance(v, str) and v.strip().lower() in codes)
+            values = text.where(~is_code, np.nan).map(lambda v: v.strip() if isinstance(v, str) else v)
+        if values.isna().all():
+            raise IdaeError(f"clinical column {col!r} is entirely missing")
+        if col in numeric:
+            as_number = pd.to_numeric(values, errors="coerce")
+            bad = values[values.notna() & as_number.isna()]
+            if len(bad):
+                raise IdaeError(f"clinical column {col!r} is declared numeric but holds {bad.iloc[:3].tolist()}")
+            values, is_number = as_number, True
+        elif not is_number and col not in categorical and (
+            pd.api.types.is_object_dtype(clinical[col]) or pd.api.types.is_string_dtype(clinical[col])
+        ) and not isinstance(clinical[col].dtype, pd.CategoricalDtype):
+            # text read from a CSV ("63", "48", "missing") is numeric once its missing codes are gone
+            as_number = pd.to_numeric(values, errors="coerce")
+            if as_number.notna().sum() == values.notna().sum():
+                values, is_number = as_number, True
+        few_values = values.nunique() <= 2 and col not in numeric
+        kind = "numeric" if is_number and col not in categorical and not few_values else "categorical"
+        if kind == "numeric":
+            if not np.isfinite(values.dropna().astype(float)).all():
+                raise IdaeError(f"clinical column {col!r} holds non-finite values")
+            out[col] = values.astype(float)
+        else:
+            labels = values.map(lambda v: v if pd.isna(v) else level_name(v))
+            cat = pd.Categorical(labels)
+            if len(cat.categories) < 2:
+                raise IdaeError(
+                    f"clinical column {col!r} has a single level {list(cat.categories)}: it carries no "
+                    "information; drop it or add patients with another value"
+                )
+            out[col] = cat
+    return pd.DataFrame(out, index=clinical.index)
+
+
+def _missing_codes(missing_codes: Any) -> set[str]:
+    """The lower-cased codes, or IdaeError unless `missing_codes` is a list or tuple of strings."""
+    try:
+        codes = tuple(missing_codes) if not isinstance(missing_codes, str) else None
+    except TypeError:
+        codes = None
+    if codes is None or not all(isinstance(c, str) for c in codes):
+        odd = [c for c in codes if not isinstance(c, str)][:3] if codes is not None else missing_codes
+        raise IdaeError(
+            f"missing_codes must be a list or tuple of strings (the default is {MISSING_CODES[:4]} ...), got "
+            f"{missing_codes!r}" + (f": {odd!r} are not strings" if codes is not None else "")
+        )
+    return {c.lower() for c in codes}

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from idae.data import clean_clinical
+from idae.checks import clean_clinical
 from idae.errors import IdaeError
 from idae.files import replaced_file
 
@@ -43,11 +43,24 @@ GENE_PREFIX = "num_HS_"
 
 
 def load_cohort(name: str = "gse1992") -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Return `(clinical, genomic)` for a survset cohort, both indexed by patient ID.
+    """A breast-cancer cohort of the survset package, read from the installed package (no download).
 
-    clinical: patients × variables, categorical columns as pandas `category` (ER "neg"/"pos", grade
-    "1"-"3", ...), numeric as float, every missing-value code mapped to NaN.
-    genomic: patients × genes (log-ratio expression), columns are gene symbols.
+    Parameters
+    ----------
+    name : str
+        "gse1992" or "gse4335"
+
+    Returns
+    -------
+    clinical : DataFrame, patients × variables
+        categorical columns as pandas `category` (ER "neg"/"pos", grade "1"-"3", ...), numeric as float, every
+        missing-value code mapped to NaN
+    genomic : DataFrame, patients × genes
+        log-ratio expression, columns named by gene symbol, the same patient index
+
+    Examples
+    --------
+    >>> clinical, genomic = idae.load_cohort("gse1992")
     """
     if name not in COHORTS:
         raise IdaeError(f"unknown cohort {name!r}; available: {sorted(COHORTS)}")

@@ -24,15 +24,9 @@ from idae.design import ClinicalDesign
 from idae.errors import IdaeError, IdentifiabilityWarning
 from idae.invert import (
     LatentModel,
-    anchor_direct_path,
     apply_changes,
     counterfactual_change,
-    factor_path_effect,
-    fit_direct_path,
-    fit_latent_model,
-    fit_state_path,
-    interaction_candidates,
-    patient_state,
+    fit_inversion_paths,
     refuse_overflow,
 )
 from idae.metrics import ConditionReport, condition_check
@@ -150,17 +144,32 @@ class IDAE:
         checkpoint: str | Path | None = None,
         checkpoint_every: int | None = None,
     ) -> IDAE:
-        """Fit on genomic (patients × genes) and clinical (patients × variables, NaN = missing cell).
+        """Train the model, then fit what `invert` uses besides the network.
 
-        The two tables are matched on their index. `validation=(genomic, clinical)` gives the early-
-        stopping set; otherwise `val_fraction` of the patients are held out at random (seeded).
+        Parameters
+        ----------
+        genomic : DataFrame, patients × genes
+            expression, any scale (each gene is standardised on these patients); matched to `clinical` on the index
+        clinical : DataFrame, patients × variables
+            numbers, text, booleans or categories; NaN marks a missing cell (drawn from its prior while training)
+        validation : (genomic, clinical), optional
+            the early-stopping patients; without it `val_fraction` of the patients are held out at random (seeded)
+        checkpoint : str or Path, optional
+            a file where training saves its state atomically; a fit that finds it resumes to the weights an
+            uninterrupted fit would reach (same torch, device, threads); another run's file is refused; deleted
+            once training ends (`idae.checkpoint`)
+        checkpoint_every : int, optional
+            epochs between checkpoints (None: every epoch, or fewer when writes would take over 10% of the time)
 
-        `checkpoint`: a file path. Training then saves its whole state there every `checkpoint_every`
-        epochs (default None: every epoch, or every few when writing would take over 10% of the training
-        time), atomically: a kill mid-write keeps the previous file. A fit that finds the file resumes
-        after the epoch it records and ends with the same weights and history as an uninterrupted fit
-        (same torch, device and OMP_NUM_THREADS). A checkpoint of another configuration or other data,
-        or a damaged one, is refused with IdaeError. The file is deleted once training ends.
+        Returns
+        -------
+        IDAE
+            this model, fitted
+
+        Examples
+        --------
+        >>> clinical, genomic = idae.load_cohort("gse1992")
+        >>> model = IDAE(latent_dim=6).fit(genomic, clinical)
         """
         c = self.config
         checkpoint = checkpoint_path(checkpoint) if checkpoint is not None else None
@@ -245,30 +254,13 @@ class IDAE:
         model and (with `direct_path`, `state_path`) the direct and state paths (`idae.invert`)."""
         c, net = self.config, self.net
         design = self.design.transform(clinical).astype(float)
-        by_design = c.inversion == "design"
-        regressors = design if by_design else self.natural_parameters(clinical)
-        keep = self.design.contrast_columns()
+        regressors = design if c.inversion == "design" else self.natural_parameters(clinical)
         x = self._tensor(genomic)  # genomic is already checked and in the model's gene order (fit, refit_inversion)
-        z = net.encode(x)
-        codes = z.double().cpu().numpy()  # what `encode` returns
-        self.latent_model = fit_latent_model(
-            codes, regressors, c.inversion, keep=keep if by_design else None, shrinkage=c.inversion_shrinkage,
-            candidates=interaction_candidates(self.design) if by_design and c.latent_interactions else None,
-        )  # fmt: skip
-        effect = np.zeros((design.shape[1], len(self.genes)))
-        direction, state_effect = np.zeros((design.shape[1], c.latent_dim)), effect.copy()
-        if c.direct_path or c.state_path:
-            residuals = (x - net.decode(z)).double().cpu().numpy()
-            shrunk, null = fit_direct_path(design, residuals, keep)
-        if c.direct_path:
-            effect = shrunk
-            if c.direct_basis == "totals":
-                factor_effect = factor_path_effect(codes, design, self.latent_model, self.design, self._decode)
-                effect = anchor_direct_path(design, x.double().cpu().numpy(), factor_effect, keep, self.design, shrunk)
-        if c.state_path:
-            state = patient_state(codes, self.latent_model, regressors, c.state_basis)
-            direction, state_effect = fit_state_path(design, state, residuals, keep, null,
-                                                     direction_null=c.state_direction_null)
+        z = net.encode(x)  # what `encode` returns
+        residuals = (x - net.decode(z)).double().cpu().numpy() if c.direct_path or c.state_path else None
+        self.latent_model, effect, direction, state_effect = fit_inversion_paths(
+            z.double().cpu().numpy(), x.double().cpu().numpy(), residuals, design, regressors, self.design, c,
+            self._decode)  # fmt: skip
         net.direct_effect.copy_(torch.as_tensor(effect, dtype=torch.float32))
         net.state_direction.copy_(torch.as_tensor(direction, dtype=torch.float32))
         net.state_effect.copy_(torch.as_tensor(state_effect, dtype=torch.float32))
@@ -318,10 +310,19 @@ class IDAE:
 
     @torch.no_grad()
     def encode(self, genomic: pd.DataFrame) -> np.ndarray:
-        """The factors u = (f(P x) - c) W: (n, latent_dim) float64, rows in `genomic`'s order.
+        """The factors of each patient: u = (f(P x) - c) W, with P the whitening projection, f the encoder and W the
+        linear stage (identity when `linear_stage=False`).
 
-        The linear stage W is included (identity when `linear_stage=False`); the factors have unit variance on
-        the training patients and come in decreasing order of the share the clinical state explains.
+        Parameters
+        ----------
+        genomic : DataFrame, patients × genes
+            the model's genes (extra columns are ignored, missing ones refused), on the scale `fit` saw
+
+        Returns
+        -------
+        ndarray, (patients, latent_dim), float64
+            rows in `genomic`'s order; unit variance on the training patients, in decreasing order of the share of
+            variance the clinical state explains
         """
         net = self._check_fitted()
         genomic = self._genomic(genomic, fitted=True)
@@ -354,11 +355,28 @@ class IDAE:
         clinical: pd.DataFrame,
         changes: dict[str, Any] | pd.DataFrame,
     ) -> pd.DataFrame:
-        """Each patient's predicted profile had their clinical values been changed as `changes` says.
+        """Each patient's predicted profile had their clinical values been changed as `changes` says: through the
+        factors (their clinical model, each patient's own position kept), the direct path and the state path.
 
-        `changes`: {column: new value} for every patient, or a DataFrame of new values (same index,
-        any subset of the clinical columns; NaN keeps a patient's own value). Returns a DataFrame
-        with the caller's index and the model's genes, on the input's scale.
+        Parameters
+        ----------
+        genomic : DataFrame, patients × genes
+            the patients' profiles, on the scale `fit` saw
+        clinical : DataFrame, patients × variables
+            their clinical values (the model's columns; NaN = missing)
+        changes : dict or DataFrame
+            {column: new value} for every patient, or a DataFrame of new values per patient (its index a subset of
+            `clinical`'s, any subset of the clinical columns; NaN keeps a patient's own value)
+
+        Returns
+        -------
+        DataFrame, patients × genes
+            the predicted profiles, with the caller's index and the model's genes, on the input's scale
+
+        Examples
+        --------
+        >>> er_positive = model.invert(genomic, clinical, {"er": "pos"})
+        >>> change = er_positive - genomic[er_positive.columns]
         """
         net = self._check_fitted()
         genomic = self._genomic(genomic, fitted=True)
@@ -393,11 +411,8 @@ class IDAE:
     # ------------------------------------------------------------------------------------ save/load
 
     def save(self, path: str | Path) -> Path:
-        """Write `path/` with weights.pt (a state dict) and config.json, atomically.
-
-        config.json records the SHA-256 of weights.pt, which `load` checks. An existing `path` is
-        replaced only when it is a model folder (or empty); any other file or folder is left alone.
-        """
+        """Write the fitted model to the folder `path` (weights.pt and config.json, atomically; `idae.modelfile`)
+        and return `path`. An existing `path` is replaced only when it is a model folder (or empty)."""
         net = self._check_fitted()
         path = modelfile.as_path(path)
         state = {k: v.detach().cpu() for k, v in net.state_dict().items()}
@@ -424,12 +439,20 @@ class IDAE:
 
     @classmethod
     def load(cls, path: str | Path, device: str | None = None) -> IDAE:
-        """Read a model written by `save`, refusing (IdaeError naming the file) anything else.
+        """Read a model written by `save`, refusing anything else with an IdaeError that names the file: nothing in
+        the files is executed, and every tensor and the weights' SHA-256 are checked (`idae.modelfile`).
 
-        Weights are read with `weights_only=True`, so nothing in the file is ever executed; every
-        tensor's name, shape, dtype and finiteness is checked against the model that config.json
-        describes, then the file's SHA-256 against the one recorded at save time (last, so that a
-        file with a wrong tensor is told which tensor, not just that it changed).
+        Parameters
+        ----------
+        path : str or Path
+            a folder written by `save`
+        device : str, optional
+            where to place the network ("cpu", "cuda[:n]", "auto"); default: the saved setting
+
+        Returns
+        -------
+        IDAE
+            the fitted model
         """
         path = modelfile.as_path(path)
         payload, state, raw = modelfile.read(path)

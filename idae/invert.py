@@ -44,6 +44,7 @@ from idae.checks import check_table
 from idae.errors import IdaeError
 
 if TYPE_CHECKING:
+    from idae.config import Config
     from idae.design import ClinicalDesign
 
 METHODS = ("design", "energy")
@@ -330,6 +331,38 @@ def fit_state_path(design_rows: np.ndarray, state: np.ndarray, residuals: np.nda
         directions[column] = w
         effects[column, genes] = shrink(slope[-1], slope_se[-1])
     return directions, effects
+
+
+def fit_inversion_paths(
+    codes: np.ndarray, profiles: np.ndarray, residuals: np.ndarray | None, design_rows: np.ndarray,
+    regressors: np.ndarray, design: ClinicalDesign, config: Config, decode: Callable[[np.ndarray], np.ndarray],
+) -> tuple[LatentModel, np.ndarray, np.ndarray, np.ndarray]:
+    """What inversion uses besides the network, fitted on the training patients: the factors' clinical model, and
+    (with `config.direct_path`, `config.state_path`) the direct effects (q, p), the state directions (q, d) and
+    the state effects (q, p), zero when a path is off. From their codes (n, d), profiles (n, p), the decoder's
+    residuals (n, p; None when both paths are off), design rows (n, q), the latent model's regressors and the
+    decoder `decode` (codes -> profiles)."""
+    c = config
+    by_design = c.inversion == "design"
+    keep = design.contrast_columns()
+    latent = fit_latent_model(
+        codes, regressors, c.inversion, keep=keep if by_design else None, shrinkage=c.inversion_shrinkage,
+        candidates=interaction_candidates(design) if by_design and c.latent_interactions else None,
+    )  # fmt: skip
+    effect = np.zeros((design_rows.shape[1], profiles.shape[1]))
+    direction, state_effect = np.zeros((design_rows.shape[1], c.latent_dim)), effect.copy()
+    if residuals is not None:
+        shrunk, null = fit_direct_path(design_rows, residuals, keep)
+    if c.direct_path:
+        effect = shrunk
+        if c.direct_basis == "totals":
+            factor_effect = factor_path_effect(codes, design_rows, latent, design, decode)
+            effect = anchor_direct_path(design_rows, profiles, factor_effect, keep, design, shrunk)
+    if c.state_path:
+        state = patient_state(codes, latent, regressors, c.state_basis)
+        direction, state_effect = fit_state_path(design_rows, state, residuals, keep, null,
+                                                 direction_null=c.state_direction_null)
+    return latent, effect, direction, state_effect
 
 
 def patient_state(codes: np.ndarray, latent: LatentModel, regressors: np.ndarray, basis: str) -> np.ndarray:

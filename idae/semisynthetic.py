@@ -109,6 +109,36 @@ def make_semisynthetic(
     s_i (a standardised score on a random direction of the leading `state_components` principal components of the
     input profiles), |b_g| = `interaction` × |a_g| with a random sign. Profiles are used as given (standardised
     genes make `effect_size` a number of gene sds); they must be complete.
+
+    Parameters
+    ----------
+    genomic, clinical : DataFrame
+        the real profiles (patients × genes, complete) and clinical table, the same patients
+    sparsity : float
+        share of genes the column moves, in (0, 1]
+    effect_size : float
+        scale of the shared part, in the profiles' units
+    interaction : float
+        size of the state-dependent part relative to the shared part (0: shared only)
+    prevalence : float
+        share of "pos" patients
+    state_components : int
+        leading principal components the patient's state is drawn from
+    column : str
+        the added column's name (not already in `clinical`)
+    seed : int
+        draws the column, the affected genes, their effects and the state direction
+
+    Returns
+    -------
+    SemiSynthetic
+        the tables with the column added, every patient's true change (`effect`, `true_change(level)`) and the
+        Bayes ceiling of an estimate from training patients (`bayes_change`)
+
+    Examples
+    --------
+    >>> data = make_semisynthetic(genomic, clinical, sparsity=0.05, effect_size=1.0, interaction=1.0, seed=0)
+    >>> truth = data.true_change("pos")
     """
     sparsity = check_float("sparsity", sparsity, 0.0, 1.0)
     effect_size = check_float("effect_size", effect_size, 0.0, math.inf)

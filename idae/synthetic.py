@@ -1,13 +1,9 @@
 """Synthetic data with a known ground truth: latent sources, invertible mixing and true counterfactuals.
 
-Two generators, each returning pandas tables indexed by patient ID:
-
-- `make_cohort`: a breast-cancer-like cohort. Clinical covariates (ER, grade, node, age) modulate the mean
-  and the variance of d conditionally independent Gaussian sources, which an invertible LeakyReLU MLP mixes
-  into p genes plus per-gene noise. Exogenous noise is stored, so per-patient counterfactuals are exact.
-- `make_segments`: the nonstationary simulation of ICE-BeeM (Khemakhem et al., NeurIPS 2020, Section 5.1),
-  itself after the TCL setting of Hyvärinen & Morioka (NeurIPS 2016), with an IMCA variant whose sources are
-  dependent within a segment.
+`make_cohort`, pandas tables indexed by patient ID: a breast-cancer-like cohort. Clinical covariates (ER, grade,
+node, age) modulate the mean and the variance of d conditionally independent Gaussian sources, which an invertible
+LeakyReLU MLP mixes into p genes plus per-gene noise. Exogenous noise is stored, so per-patient counterfactuals are
+exact. The mixing and the parameter checks are shared with the segment simulation (`idae.segments`).
 
 Model (ICE-BeeM Theorem 1 / iVAE): p(s | y) = prod_j N(s_j; mu_j(y), sigma_j(y)^2), x = f(s) (+ noise), f injective.
 Identifiability needs the natural parameters (mu / sigma^2, -1 / 2 sigma^2) to vary across conditions y.
@@ -56,7 +52,7 @@ def check_float(name: str, value: Any, low: float, high: float, high_open: bool 
     return float(value)
 
 
-def _ids(prefix: str, n: int, width: int = 4) -> list[str]:
+def patient_ids(prefix: str, n: int, width: int = 4) -> list[str]:
     width = max(width, len(str(n - 1)))
     return [f"{prefix}{i:0{width}d}" for i in range(n)]
 
@@ -316,6 +312,30 @@ def make_cohort(
     `random_mixing`) plus a per-gene baseline ~ N(6, 1.5^2); the noise is N(0, (noise * sd_g)^2) with sd_g
     the gene's clean sd in a reference cohort. A share `missing` of clinical cells is NaN (never a whole row).
     Parameters (effects, mixing, noise level) depend on the seed only, not on n_samples.
+
+    Parameters
+    ----------
+    n_samples, n_genes, latent_dim : int
+        patients, genes and sources d
+    depth : int
+        layers of the mixing MLP (1: linear)
+    noise : float
+        per-gene noise sd as a share of the gene's clean sd
+    missing : float
+        share of clinical cells set to NaN, in [0, 1)
+    seed : int
+        draws the effects, the mixing, the noise and the patients
+
+    Returns
+    -------
+    SyntheticCohort
+        `clinical`, `genomic`, the true `sources`, and `counterfactual(changes)` for each patient's exact profile
+        under other clinical values
+
+    Examples
+    --------
+    >>> cohort = make_cohort(n_samples=2000, n_genes=600, latent_dim=6, depth=3, missing=0.05, seed=0)
+    >>> truth = cohort.counterfactual({"er": "pos"})
     """
     n = check_int("n_samples", n_samples, 1)
     d = check_int("latent_dim", latent_dim, 1)
@@ -341,7 +361,7 @@ def make_cohort(
     mu, sd = _natural(ref, par)
     gene_sd = apply_mixing(mu + sd * rng_mix.normal(size=mu.shape), par.layers).std(axis=0)
 
-    patients = _ids("P", n)
+    patients = patient_ids("P", n)
     true = _sample_clinical(n, rng_clin)
     true.index = pd.Index(patients, name="patient")
     eps = rng_eps.normal(size=(n, d))
@@ -358,113 +378,11 @@ def make_cohort(
     return SyntheticCohort(
         clinical=clinical,
         clinical_true=true,
-        genomic=pd.DataFrame(x, index=true.index, columns=_ids("G", p)),
+        genomic=pd.DataFrame(x, index=true.index, columns=patient_ids("G", p)),
         sources=pd.DataFrame(s, index=true.index, columns=src_cols),
         exogenous=pd.DataFrame(eps, index=true.index, columns=src_cols),
         mean_effects=pd.DataFrame(par.mean_effects, index=list(FEATURES), columns=src_cols),
         logsd_effects=pd.DataFrame(par.logsd_effects, index=list(FEATURES), columns=src_cols),
         explained=pd.Series(explained, index=src_cols, name="explained"),
         params=par,
-    )
-
-
-# --------------------------------------------------------------------------------------------------
-# ICE-BeeM / TCL segments
-
-
-@dataclasses.dataclass
-class SyntheticSegments:
-    """Nonstationary segment data: clinical (n, 1) categorical `segment`; genomic (n, d) "x0"...; sources
-    (n, d) "s0"...; means / scales (segments × d) the per-segment modulation; base_covariance (d, d) of the
-    IMCA base measure (None when the sources are conditionally independent); layers the mixing MLP."""
-
-    clinical: pd.DataFrame
-    genomic: pd.DataFrame
-    sources: pd.DataFrame
-    means: pd.DataFrame
-    scales: pd.DataFrame
-    base_covariance: np.ndarray | None
-    layers: list[tuple[np.ndarray, np.ndarray]] = dataclasses.field(repr=False)
-
-    def mix(self, sources: np.ndarray | pd.DataFrame) -> np.ndarray:
-        """(m, d) sources -> (m, d) noise-free observations."""
-        return apply_mixing(np.asarray(sources, dtype=float), self.layers)
-
-
-def _one_factor_correlation(d: int, rng: np.random.Generator, shared: float = 0.8) -> np.ndarray:
-    """A random (d, d) correlation matrix with one shared component: shared * v v^T + diag(1 - shared * v^2),
-    v_j = ±U(0.6, 1) with random signs."""
-    v = rng.choice([-1.0, 1.0], size=d) * rng.uniform(0.6, 1.0, size=d)
-    return shared * np.outer(v, v) + np.diag(1.0 - shared * v**2)
-
-
-def make_segments(
-    n_segments: int = 20,
-    n_per_segment: int = 1000,
-    n_sources: int = 5,
-    depth: int = 2,
-    imca: bool = False,
-    noise: float = 0.0,
-    vary_mean: bool = False,
-    seed: int = 0,
-) -> SyntheticSegments:
-    """The simulation of ICE-BeeM (Khemakhem et al., NeurIPS 2020, Sec. 5.1; setting of TCL, Hyvärinen &
-    Morioka 2016): n_segments × n_per_segment observations of d = n_sources Gaussian sources, mixed by an
-    injective LeakyReLU(0.2) MLP of `depth` layers (depth=1: linear), observed in d dimensions.
-
-    Nonlinear ICA (imca=False): in segment k, s_j ~ N(m_kj, sd_kj^2) independently, sd_kj ~ U(0.01, 3) and
-    m_kj = 0 (only the variance is modulated, the default of the authors' code, github.com/ilkhem/icebeem) or
-    m_kj ~ U(-3, 3) when vary_mean.
-    IMCA (imca=True): the sources are dependent within a segment. Their density is a non-factorised base
-    measure N(0, C) times the factorised exponential-family modulation prod_j exp(-s_j^2 / (2 sd_kj^2) +
-    s_j m_kj / sd_kj^2), i.e. s ~ N(P_k^-1 (m_k / sd_k^2), P_k^-1) with precision P_k = C^-1 + diag(1 / sd_k^2).
-    ICE-BeeM's IMCA experiment has the same form with C a random correlation matrix scaled by 2d, which leaves
-    the sources only weakly dependent (mean |within-segment correlation| ~0.03 at d=5); here C is a one-factor
-    correlation matrix (shared component 0.8, `_one_factor_correlation`), giving mean |correlation| ~0.2-0.3.
-    Mixing layers are orthogonal × diag(U(0.5, 2)) (condition number <= 4), no biases, LeakyReLU between
-    layers (the authors' code applies LeakyReLU before each of L-1 orthogonal maps, so its L=1 is the identity).
-    Observations get N(0, noise^2 × var) noise per dimension when noise > 0 (none by default).
-    """
-    n_seg = check_int("n_segments", n_segments, 2)
-    n_per = check_int("n_per_segment", n_per_segment, 1)
-    d = check_int("n_sources", n_sources, 1)
-    depth = check_int("depth", depth, 1)
-    noise = check_float("noise", noise, 0.0, math.inf)
-    seed = check_int("seed", seed, 0)
-    if not isinstance(imca, (bool, np.bool_)):
-        raise IdaeError(f"imca must be True or False, got {imca!r}")
-    if not isinstance(vary_mean, (bool, np.bool_)):
-        raise IdaeError(f"vary_mean must be True or False, got {vary_mean!r}")
-    rng_mod, rng_src, rng_mix, rng_noise = (np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(4))
-
-    scales = rng_mod.uniform(0.01, 3.0, size=(n_seg, d))
-    means = rng_mod.uniform(-3.0, 3.0, size=(n_seg, d)) if vary_mean else np.zeros((n_seg, d))
-    base = _one_factor_correlation(d, rng_mod) if imca else None
-    eps = rng_src.normal(size=(n_seg, n_per, d))
-    s = np.empty((n_seg, n_per, d))
-    for seg in range(n_seg):
-        if base is None:
-            s[seg] = means[seg] + scales[seg] * eps[seg]
-        else:
-            cov = np.linalg.inv(np.linalg.inv(base) + np.diag(1.0 / scales[seg] ** 2))
-            cov = (cov + cov.T) / 2
-            s[seg] = cov @ (means[seg] / scales[seg] ** 2) + eps[seg] @ np.linalg.cholesky(cov).T
-    s = s.reshape(n_seg * n_per, d)
-    layers = random_mixing(d, d, depth, rng_mix)
-    x = apply_mixing(s, layers)
-    if noise > 0:
-        x = x + noise * x.std(axis=0) * rng_noise.normal(size=x.shape)
-
-    index = pd.Index(_ids("P", n_seg * n_per), name="patient")
-    seg_names = _ids("seg", n_seg, width=2)
-    segment = pd.Categorical(np.repeat(seg_names, n_per), categories=seg_names)
-    src_cols, obs_cols = [f"s{j}" for j in range(d)], [f"x{j}" for j in range(d)]
-    return SyntheticSegments(
-        clinical=pd.DataFrame({"segment": segment}, index=index),
-        genomic=pd.DataFrame(x, index=index, columns=obs_cols),
-        sources=pd.DataFrame(s, index=index, columns=src_cols),
-        means=pd.DataFrame(means, index=seg_names, columns=src_cols),
-        scales=pd.DataFrame(scales, index=seg_names, columns=src_cols),
-        base_covariance=base,
-        layers=layers,
     )

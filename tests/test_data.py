@@ -15,11 +15,10 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 import idae
-from idae.checks import MISSING_CODES
+from idae.checks import MISSING_CODES, clean_clinical
 from idae.data import (
     Prepared,
     Standardizer,
-    clean_clinical,
     log_transform,
     looks_like_counts,
     most_variable_genes,

@@ -7,7 +7,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from idae.errors import IdaeError
-from idae.synthetic import FEATURES, NEG_SLOPE, make_cohort, make_segments
+from idae.segments import make_segments
+from idae.synthetic import FEATURES, NEG_SLOPE, make_cohort
 
 
 @pytest.fixture(scope="module")
