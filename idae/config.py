@@ -88,8 +88,7 @@ class Config:
         value = self.components_per_factor
         if isinstance(value, bool) or not isinstance(value, int) or value < 0:
             raise IdaeError(f"components_per_factor must be a non-negative integer, got {value!r}")
-        for name in ("spectral_norm", "linear_stage", "detach_decoder", "progress", "inversion_shrinkage",
-                     "latent_interactions", "direct_path", "state_path"):
+        for name in (f.name for f in dataclasses.fields(self) if isinstance(f.default, bool)):
             if not isinstance(getattr(self, name), bool):
                 raise IdaeError(f"{name} must be True or False, got {getattr(self, name)!r}")
         if self.objective not in OBJECTIVES:
