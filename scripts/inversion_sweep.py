@@ -41,7 +41,7 @@ from tqdm import tqdm
 
 from idae import IDAE
 from idae import casestudy as cs
-from idae.data import read_processed
+from idae.data import Prepared, read_processed
 from idae.files import replaced_file
 from idae.inversion_baselines import INVERSION_METHODS, fit_inversion
 from idae.metrics import interval_coverage, per_patient_delta
@@ -104,10 +104,9 @@ def run_seed(seed: int) -> list[dict]:
     return rows
 
 
-def run_semi(processed: Path, setting: str, seed: int) -> list[dict]:
-    """The rows of one semi-synthetic setting and seed (the seed draws the hidden column, its effect and the model's
-    initialisation, as in notebook 05)."""
-    cohort = read_processed(processed)
+def run_semi(cohort: Prepared, setting: str, seed: int) -> list[dict]:
+    """The rows of one semi-synthetic setting and seed on the processed `cohort` (the seed draws the hidden column,
+    its effect and the model's initialisation, as in notebook 05)."""
     fit_rows, validation = cohort.split == "train", cohort.split == "validation"
     held = ~fit_rows
     data = make_semisynthetic(cohort.genomic, cohort.clinical, sparsity=0.05, seed=seed, **SEMI_SETTINGS[setting])
@@ -165,8 +164,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.semi_seeds:
         seeds = list(range(args.semi_seeds))
         runs = [(setting, seed) for setting in SEMI_SETTINGS for seed in seeds]
+        cohort = read_processed(processed)
         rows = [row for setting, seed in tqdm(runs, desc="inversion, semi-synthetic") for row in
-                run_semi(processed, setting, seed)]  # fmt: skip
+                run_semi(cohort, setting, seed)]  # fmt: skip
         write_table(rows, out, "inversion_semi", argv, seeds)
         table = pd.DataFrame(rows).pivot_table(index="method", columns="setting", values=["pearson", "r2"],
                                                aggfunc="median", sort=False)  # fmt: skip
