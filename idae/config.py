@@ -71,8 +71,9 @@ class Config:
                                'position given y ("position")')
     state_direction_null: float = setting(0.1, "the state path's direction is read off the genes whose posterior "
                                           "probability of no effect is below this, in (0, 0.5]")
-    direct_basis: str = setting("residuals", 'the direct path\'s effects: on the decoder\'s residuals, or "totals" '
-                                "(idae.invert)")
+    direct_basis: str = setting("surer", 'the direct path\'s effects: on the decoder\'s residuals ("residuals"), '
+                                'anchored to the total effects ("totals"), or per gene the one surer that the gene '
+                                'moves ("surer"; idae.invert)')
     device: str = setting("auto", '"auto" (a GPU when there is one), "cpu" or "cuda[:n]"')
     seed: int = setting(0, "seed of every random draw of fit (initialisation, batches, corruption, splits)")
     progress: bool = setting(True, "progress bar while training")
@@ -140,9 +141,6 @@ class Config:
             raise IdaeError(f"state_basis must be one of {STATE_BASES}, got {self.state_basis!r}")
         if self.direct_basis not in DIRECT_BASES:
             raise IdaeError(f"direct_basis must be one of {DIRECT_BASES}, got {self.direct_basis!r}")
-        if self.direct_basis == "totals" and self.inversion != "design":
-            raise IdaeError("direct_basis 'totals' needs inversion 'design': the factor path's average effect of "
-                            f"a clinical column comes from the latent model on the design; got {self.inversion!r}")
         if self.device not in ("auto", "cpu") and not str(self.device).startswith("cuda"):
             raise IdaeError(f"device must be 'auto', 'cpu' or 'cuda[:n]', got {self.device!r}")
 

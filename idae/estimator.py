@@ -126,6 +126,15 @@ class IDAE:
         net = self._check_fitted()
         return net.decode(torch.as_tensor(codes, dtype=torch.float32, device=self.device)).cpu().numpy()
 
+    @torch.no_grad()
+    def _regressors(self, design_rows: np.ndarray) -> np.ndarray:
+        """The factors' clinical model's regressors for design rows (n, q): the rows themselves (inversion "design")
+        or the natural parameters λ(y) (n, k·latent_dim; "energy")."""
+        if self.config.inversion == "design":
+            return design_rows
+        y = torch.as_tensor(design_rows, dtype=torch.float32, device=self.device)
+        return self._check_fitted().factor_natural_parameters(y).double().cpu().numpy()
+
     def _weights(self, clinical: pd.DataFrame) -> torch.Tensor:
         missing_share = clinical.isna().mean(axis=1).to_numpy()
         return torch.tensor(1.0 - self.config.missing_weight * missing_share, dtype=torch.float32, device=self.device)
@@ -254,13 +263,13 @@ class IDAE:
         model and (with `direct_path`, `state_path`) the direct and state paths (`idae.invert`)."""
         c, net = self.config, self.net
         design = self.design.transform(clinical).astype(float)
-        regressors = design if c.inversion == "design" else self.natural_parameters(clinical)
+        regressors = self._regressors(design)
         x = self._tensor(genomic)  # genomic is already checked and in the model's gene order (fit, refit_inversion)
         z = net.encode(x)  # what `encode` returns
         residuals = (x - net.decode(z)).double().cpu().numpy() if c.direct_path or c.state_path else None
         self.latent_model, effect, direction, state_effect = fit_inversion_paths(
             z.double().cpu().numpy(), x.double().cpu().numpy(), residuals, design, regressors, self.design, c,
-            self._decode)  # fmt: skip
+            self._decode, self._regressors)  # fmt: skip
         net.direct_effect.copy_(torch.as_tensor(effect, dtype=torch.float32))
         net.state_direction.copy_(torch.as_tensor(direction, dtype=torch.float32))
         net.state_effect.copy_(torch.as_tensor(state_effect, dtype=torch.float32))

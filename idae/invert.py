@@ -49,7 +49,7 @@ if TYPE_CHECKING:
 
 METHODS = ("design", "energy")
 STATE_BASES = ("factors", "position")
-DIRECT_BASES = ("residuals", "totals")
+DIRECT_BASES = ("surer", "residuals", "totals")
 
 
 @dataclasses.dataclass
@@ -247,18 +247,20 @@ def fit_direct_path(design_rows: np.ndarray, residuals: np.ndarray, keep: np.nda
 
 
 def factor_path_effect(codes: np.ndarray, design_rows: np.ndarray, latent: LatentModel, design: ClinicalDesign,
-                       decode: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:  # fmt: skip
+                       decode: Callable[[np.ndarray], np.ndarray],
+                       regress: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:  # fmt: skip
     """The factor path's average effect of each contrast column, (q, p) in standardised gene units: over the
     patients with codes (n, d) and design rows (n, q), the mean of h(μ(y₁) + σ(y₁)u) − h(μ(y₀) + σ(y₀)u), each
     patient's own position u kept and their other columns as they are, where y₁ and y₀ differ only in the column:
     a level against the column's first level, or a numeric column one unit (one sd) apart. Zero on the other
-    design columns. Needs the latent model on the design ("design" method)."""
-    mean, sd = latent.moments(design_rows)
+    design columns. `regress` maps design rows to the latent model's regressors (the rows themselves for the
+    "design" method, λ(y) for "energy")."""
+    mean, sd = latent.moments(regress(design_rows))
     position = (codes - mean) / sd
     effect = np.zeros((design_rows.shape[1], len(decode(codes[:1])[0])))
 
     def move(high: np.ndarray, low: np.ndarray) -> np.ndarray:
-        (mean_high, sd_high), (mean_low, sd_low) = latent.moments(high), latent.moments(low)
+        (mean_high, sd_high), (mean_low, sd_low) = latent.moments(regress(high)), latent.moments(regress(low))
         return (decode(mean_high + sd_high * position) - decode(mean_low + sd_low * position)).mean(axis=0)
 
     for column, block in zip(design.columns, design.contrast_blocks(), strict=True):
@@ -280,19 +282,31 @@ def factor_path_effect(codes: np.ndarray, design_rows: np.ndarray, latent: Laten
 
 
 def anchor_direct_path(design_rows: np.ndarray, profiles: np.ndarray, factor_effect: np.ndarray, keep: np.ndarray,
-                       design: ClinicalDesign, residual_effect: np.ndarray) -> np.ndarray:  # fmt: skip
-    """Direct effects (q, p) anchored to the total effects: for each contrast column of `design`, the per-gene
-    least-squares effect of the design (n, q; columns `keep`) on the profiles themselves (n, p), shrunk across genes
-    by empirical Bayes (`shrink_posterior`), minus the factor path's average effect `factor_effect` (q, p), so that
-    the factor and direct paths together move the patients, on average, by the shrunk total effect. Other columns
-    (the missing flags) keep `residual_effect`. Noisier than effects on the residuals, which have the factors'
-    variance taken out, but not attenuated where the factors carry part of an effect and the decoder the rest."""
+                       design: ClinicalDesign, residual_effect: np.ndarray, residual_null: np.ndarray,
+                       basis: str) -> np.ndarray:  # fmt: skip
+    """Direct effects (q, p) anchored to the total effects. For each contrast column of `design`: the per-gene
+    least-squares effect of the design (n, q; columns `keep`) on the profiles themselves (n, p), shrunk across
+    genes by empirical Bayes (`shrink_posterior`), minus the factor path's average effect `factor_effect` (q, p),
+    so that the two paths together move the patients, on average, by the shrunk total effect ("totals"); or, per
+    gene, that anchored effect where its shrinkage is surer the gene moves than the residuals' (`residual_null`,
+    (q, p)) and `residual_effect` (q, p) elsewhere ("surer"). Other columns (the missing flags) keep
+    `residual_effect`.
+
+    Why both: the effects on the residuals have the factors' variance taken out, so they are the more precise
+    where the factor path carries its share of an effect; they are attenuated where the factors carry part of an
+    effect and the factor path delivers less of it than the decoder reconstructs. The totals are noisier but not
+    attenuated. Taking, gene by gene, the one with the clearer evidence keeps the precision of the first and the
+    reach of the second."""
     _, coef, se = least_squares(design_rows[:, keep], profiles)
     contrasts = {i for block in design.contrast_blocks() for i in block}
     effect = residual_effect.copy()
     for j, column in enumerate(keep):
-        if column in contrasts:
-            effect[column] = shrink_posterior(coef[j], se[j])[0] - factor_effect[column]
+        if column not in contrasts:
+            continue
+        total, total_null = shrink_posterior(coef[j], se[j])
+        anchored = total - factor_effect[column]
+        effect[column] = anchored if basis == "totals" else np.where(total_null < residual_null[column], anchored,
+                                                                     residual_effect[column])  # fmt: skip
     return effect
 
 
@@ -336,12 +350,13 @@ def fit_state_path(design_rows: np.ndarray, state: np.ndarray, residuals: np.nda
 def fit_inversion_paths(
     codes: np.ndarray, profiles: np.ndarray, residuals: np.ndarray | None, design_rows: np.ndarray,
     regressors: np.ndarray, design: ClinicalDesign, config: Config, decode: Callable[[np.ndarray], np.ndarray],
+    regress: Callable[[np.ndarray], np.ndarray],
 ) -> tuple[LatentModel, np.ndarray, np.ndarray, np.ndarray]:
     """What inversion uses besides the network, fitted on the training patients: the factors' clinical model, and
     (with `config.direct_path`, `config.state_path`) the direct effects (q, p), the state directions (q, d) and
     the state effects (q, p), zero when a path is off. From their codes (n, d), profiles (n, p), the decoder's
-    residuals (n, p; None when both paths are off), design rows (n, q), the latent model's regressors and the
-    decoder `decode` (codes -> profiles)."""
+    residuals (n, p; None when both paths are off), design rows (n, q), the latent model's regressors, the
+    decoder `decode` (codes -> profiles) and `regress` (design rows -> the latent model's regressors)."""
     c = config
     by_design = c.inversion == "design"
     keep = design.contrast_columns()
@@ -355,9 +370,10 @@ def fit_inversion_paths(
         shrunk, null = fit_direct_path(design_rows, residuals, keep)
     if c.direct_path:
         effect = shrunk
-        if c.direct_basis == "totals":
-            factor_effect = factor_path_effect(codes, design_rows, latent, design, decode)
-            effect = anchor_direct_path(design_rows, profiles, factor_effect, keep, design, shrunk)
+        if c.direct_basis != "residuals":
+            factor_effect = factor_path_effect(codes, design_rows, latent, design, decode, regress)
+            effect = anchor_direct_path(design_rows, profiles, factor_effect, keep, design, shrunk, null,
+                                        c.direct_basis)
     if c.state_path:
         state = patient_state(codes, latent, regressors, c.state_basis)
         direction, state_effect = fit_state_path(design_rows, state, residuals, keep, null,

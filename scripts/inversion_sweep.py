@@ -59,6 +59,8 @@ SEMI_DESIGNS = {
     "idae": {},
     "idae: state direction from every moved gene": {"state_direction_null": 0.5},
     "idae: no state path": {"state_path": False},
+    "idae: direct path on residuals": {"direct_basis": "residuals"},
+    "idae: direct path on totals": {"direct_basis": "totals"},
 }
 
 

@@ -381,7 +381,6 @@ def test_help_lists_every_setting_with_its_default():
         ({"state_direction_null": 0.6}, "state_direction_null is a probability of no effect in"),
         ({"state_direction_null": "0.1"}, "state_direction_null must be a finite number"),
         ({"direct_basis": "profiles"}, "direct_basis must be one of"),
-        ({"direct_basis": "totals", "inversion": "energy"}, "direct_basis 'totals' needs inversion 'design'"),
         ({"device": "tpu"}, "device"),
     ],
 )

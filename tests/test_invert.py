@@ -297,7 +297,27 @@ def test_direct_path_on_totals_moves_the_patients_on_average_by_the_shrunk_total
         gaps[basis] = np.abs(step.mean().to_numpy() - total)
     assert gaps["totals"].max() < 1e-3, gaps["totals"].max()
     assert gaps["residuals"].mean() > 10 * gaps["totals"].mean()
-    assert model.config.direct_basis == "residuals"  # the default
+
+
+def test_the_surer_direct_path_takes_each_gene_from_the_basis_surer_that_it_moves(outside_fit):
+    """The default `direct_basis="surer"`: gene by gene and column by column, the direct effect is the totals' or
+    the residuals', whichever basis's shrinkage gives the lower probability of no effect. On er, which moves the
+    factors, both bases are taken somewhere; on the hidden column, which the factors do not carry, the surer
+    effect stays within noise of the residuals'."""
+    model, genomic, clinical, affected = outside_fit
+    assert model.config.direct_basis == "surer"  # the default
+    fits = {basis: model.refit_inversion(genomic, clinical, direct_basis=basis, state_path=False)
+            for basis in ("surer", "totals", "residuals")}  # fmt: skip
+    effect = {basis: m.net.direct_effect.numpy() for basis, m in fits.items()}
+    from_totals = np.isclose(effect["surer"], effect["totals"], atol=1e-6)
+    from_residuals = np.isclose(effect["surer"], effect["residuals"], atol=1e-6)
+    assert (from_totals | from_residuals).all()
+    names = model.design.feature_names()
+    er_pos, hidden_pos = names.index("er=pos"), names.index("hidden=pos")
+    assert (from_totals[er_pos] & ~from_residuals[er_pos]).any()
+    assert (from_residuals[er_pos] & ~from_totals[er_pos]).any()
+    columns = [genomic.columns.get_loc(g) for g in affected]
+    np.testing.assert_allclose(effect["surer"][hidden_pos, columns], effect["residuals"][hidden_pos, columns], atol=0.3)
 
 
 def test_the_state_path_reads_the_patients_factors_not_their_position():

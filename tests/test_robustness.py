@@ -459,8 +459,8 @@ FIELDS = {f.name: KINDS[type(f.default)] for f in dataclasses.fields(Config)} | 
 ANYTHING = st.one_of(
     st.none(), st.booleans(), st.integers(-(2**70), 2**70), st.floats(allow_nan=True, allow_infinity=True),
     st.text(max_size=6),
-    st.sampled_from(["dsm", "infonce", "design", "energy", "factors", "position", "residuals", "totals", "cpu", "auto",
-                    "cuda:0", "z"]),
+    st.sampled_from(["dsm", "infonce", "design", "energy", "factors", "position", "residuals", "totals", "surer", "cpu",
+                     "auto", "cuda:0", "z"]),
 )
 NUMBERS = st.one_of(st.booleans(), st.integers(-(2**70), 2**70), st.floats(allow_nan=True, allow_infinity=True))
 SEQUENCES = st.one_of(
