@@ -18,7 +18,9 @@ where a test says it moves them (`select_interactions`): a product the data do n
 
 The decoder maps the move to genes; a direct path adds what the factors do not carry: the per-gene
 least-squares effect of the clinical design on the decoder's training residuals, shrunk the same way
-(`fit_direct_path`), and a state path the part of that effect that depends on the patient: on the genes
+(`fit_direct_path`), or, per gene where its evidence is clearer, the gene's shrunk total effect less the factor
+path's average effect (`anchor_direct_path`: the residuals miss the part of an effect that the factors carry and
+the factor path does not deliver), and a state path the part of that effect that depends on the patient: on the genes
 a column moves, a slope along one direction w of the patient's factors z (`fit_state_path`). The state is
 z itself, where the patient sits among all patients, not the position u given the clinical state: an effect
 modifier is a biological state (how proliferative, how luminal a tumour is), and u has the clinical columns'
