@@ -1,9 +1,9 @@
 """Inversion case studies (notebook 05): ensembles, scoring against a known truth, gene ranks (figures: `plots`).
 
 Everything here works on counterfactual *profiles* (patients × genes) and the change they imply,
-Δ = profile after − profile before. A "predictor" is any `predict(genomic, clinical, changes)` with the
+Δ = profile after − profile before. A "predictor" is any `invert(genomic, clinical, changes)` with the
 contract of `IDAE.invert`: an `Ensemble` of fitted models and the baselines of `idae.inversion_baselines`
-(`InversionBaseline.predict`) both qualify, so every score is computed the same way for all of them.
+(`InversionBaseline.invert`) both qualify, so every score is computed the same way for all of them.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from idae.errors import IdaeError
 from idae.estimator import IDAE
 from idae.invert import apply_changes
 
-Predict = Callable[[pd.DataFrame, pd.DataFrame, Any], pd.DataFrame]
+Invert = Callable[[pd.DataFrame, pd.DataFrame, Any], pd.DataFrame]
 
 
 # --------------------------------------------------------------------------------------------------
@@ -67,7 +67,6 @@ class Ensemble:
         genes = self.models[0].genes
         return pd.DataFrame(self.profiles(genomic, clinical, changes).mean(axis=0), index=genomic.index, columns=genes)
 
-    predict = invert  # the baselines' name for the same contract
 
     def refit_inversion(self, genomic: pd.DataFrame, clinical: pd.DataFrame, **settings: Any) -> Ensemble:
         """Every member's `IDAE.refit_inversion(...)` on the patients it was fitted on: all of `genomic` and
@@ -102,7 +101,7 @@ def counterfactuals(
 ) -> tuple[dict[str, pd.DataFrame], dict[str, np.ndarray]]:
     """Every predictor's counterfactual profiles of the same patients under the same changes.
 
-    predictors: name -> an `Ensemble` or anything with `predict(genomic, clinical, changes)`.
+    predictors: name -> an `Ensemble` or anything with `invert(genomic, clinical, changes)`.
     Returns (name -> profiles DataFrame, ensemble name -> (members, n, p) member profiles).
     """
     predicted, members = {}, {}
@@ -112,7 +111,7 @@ def counterfactuals(
             genes = predictor.models[0].genes
             predicted[name] = pd.DataFrame(members[name].mean(axis=0), index=genomic.index, columns=genes)
         else:
-            predicted[name] = predictor.predict(genomic, clinical, changes)
+            predicted[name] = predictor.invert(genomic, clinical, changes)
     return predicted, members
 
 
@@ -148,13 +147,13 @@ Flip = tuple[str, str, str]  # (column, from level, to level)
 def change_ratio(predictor: Any, genomic: pd.DataFrame, clinical: pd.DataFrame, flip: Flip, reference: Flip) -> float:
     """Mean |Δ̂| (over genes and patients) of `flip` for the patients at its `from` level, divided by the same for
     `reference`: how much a column moves expression beside a column known to move it. `predictor`: anything with
-    `predict(genomic, clinical, changes)` (an `Ensemble`, a baseline)."""
+    `invert(genomic, clinical, changes)` (an `Ensemble`, a baseline)."""
 
     def mean_change(column: str, old: str, new: str) -> float:
         source = clinical.index[clinical[column].astype(object) == old]
         if not len(source):
             raise IdaeError(f"no patient has {column} = {old!r}: nothing to flip")
-        moved = predictor.predict(genomic.loc[source], clinical.loc[source], {column: new}) - genomic.loc[source]
+        moved = predictor.invert(genomic.loc[source], clinical.loc[source], {column: new}) - genomic.loc[source]
         return float(moved.abs().to_numpy().mean())
 
     return mean_change(*flip) / mean_change(*reference)
@@ -188,7 +187,7 @@ def permutation_null(fit: Callable[[pd.DataFrame, pd.DataFrame], Any], genomic: 
 # scores
 
 
-def round_trip(predict: Predict, genomic: pd.DataFrame, clinical: pd.DataFrame, changes: dict[str, Any]) -> float:
+def round_trip(invert: Invert, genomic: pd.DataFrame, clinical: pd.DataFrame, changes: dict[str, Any]) -> float:
     """`metrics.cycle_consistency` of y -> y' -> y: change the clinical values, then change them back.
 
     Only patients whose changed columns were observed take part (a missing cell cannot be set back).
@@ -199,13 +198,13 @@ def round_trip(predict: Predict, genomic: pd.DataFrame, clinical: pd.DataFrame, 
         return float("nan")
     genomic, clinical = genomic[keep], clinical[keep]
     changed = apply_changes(clinical, changes, list(clinical.columns))
-    there = predict(genomic, clinical, changes)
-    back = predict(there, changed, clinical[columns])
+    there = invert(genomic, clinical, changes)
+    back = invert(there, changed, clinical[columns])
     return metrics.cycle_consistency(genomic, back)
 
 
 def score(
-    predict: Predict,
+    invert: Invert,
     genomic: pd.DataFrame,
     clinical: pd.DataFrame,
     changes: dict[str, Any],
@@ -221,7 +220,7 @@ def score(
     `predicted`: the predictor's profiles when already computed.
     """
     if predicted is None:
-        predicted = predict(genomic, clinical, changes)
+        predicted = invert(genomic, clinical, changes)
     per_patient = metrics.per_patient_delta(predicted - genomic, truth - genomic)
     pop = metrics.population_metrics(predicted, truth, genomic, top=(20,))
     return {
@@ -235,7 +234,7 @@ def score(
         "residual_preservation": metrics.residual_preservation(
             genomic, predicted, genomic.mean(axis=0), truth.mean(axis=0)
         ),
-        "cycle_consistency": round_trip(predict, genomic, clinical, changes),
+        "cycle_consistency": round_trip(invert, genomic, clinical, changes),
     }
 
 
