@@ -1,9 +1,9 @@
-"""Inversion case studies (notebook 05): ensembles, scoring against a known truth, gene ranks, figures.
+"""Inversion case studies (notebook 05): ensembles, scoring against a known truth, gene ranks (figures: `plots`).
 
 Everything here works on counterfactual *profiles* (patients × genes) and the change they imply,
-Δ = profile after − profile before. A "predictor" is any `predict(genomic, clinical, changes)` with the
+Δ = profile after − profile before. A "predictor" is any `invert(genomic, clinical, changes)` with the
 contract of `IDAE.invert`: an `Ensemble` of fitted models and the baselines of `idae.inversion_baselines`
-(`InversionBaseline.predict`) both qualify, so every score is computed the same way for all of them.
+(`InversionBaseline.invert`) both qualify, so every score is computed the same way for all of them.
 """
 
 from __future__ import annotations
@@ -12,10 +12,8 @@ import re
 from collections.abc import Callable, Sequence
 from typing import Any
 
-import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
-import seaborn as sns
 from scipy.stats import t as student_t
 from tqdm import tqdm
 
@@ -25,7 +23,7 @@ from idae.errors import IdaeError
 from idae.estimator import IDAE
 from idae.invert import apply_changes
 
-Predict = Callable[[pd.DataFrame, pd.DataFrame, Any], pd.DataFrame]
+Invert = Callable[[pd.DataFrame, pd.DataFrame, Any], pd.DataFrame]
 
 
 # --------------------------------------------------------------------------------------------------
@@ -69,7 +67,6 @@ class Ensemble:
         genes = self.models[0].genes
         return pd.DataFrame(self.profiles(genomic, clinical, changes).mean(axis=0), index=genomic.index, columns=genes)
 
-    predict = invert  # the baselines' name for the same contract
 
     def refit_inversion(self, genomic: pd.DataFrame, clinical: pd.DataFrame, **settings: Any) -> Ensemble:
         """Every member's `IDAE.refit_inversion(...)` on the patients it was fitted on: all of `genomic` and
@@ -104,7 +101,7 @@ def counterfactuals(
 ) -> tuple[dict[str, pd.DataFrame], dict[str, np.ndarray]]:
     """Every predictor's counterfactual profiles of the same patients under the same changes.
 
-    predictors: name -> an `Ensemble` or anything with `predict(genomic, clinical, changes)`.
+    predictors: name -> an `Ensemble` or anything with `invert(genomic, clinical, changes)`.
     Returns (name -> profiles DataFrame, ensemble name -> (members, n, p) member profiles).
     """
     predicted, members = {}, {}
@@ -114,7 +111,7 @@ def counterfactuals(
             genes = predictor.models[0].genes
             predicted[name] = pd.DataFrame(members[name].mean(axis=0), index=genomic.index, columns=genes)
         else:
-            predicted[name] = predictor.predict(genomic, clinical, changes)
+            predicted[name] = predictor.invert(genomic, clinical, changes)
     return predicted, members
 
 
@@ -150,13 +147,13 @@ Flip = tuple[str, str, str]  # (column, from level, to level)
 def change_ratio(predictor: Any, genomic: pd.DataFrame, clinical: pd.DataFrame, flip: Flip, reference: Flip) -> float:
     """Mean |Δ̂| (over genes and patients) of `flip` for the patients at its `from` level, divided by the same for
     `reference`: how much a column moves expression beside a column known to move it. `predictor`: anything with
-    `predict(genomic, clinical, changes)` (an `Ensemble`, a baseline)."""
+    `invert(genomic, clinical, changes)` (an `Ensemble`, a baseline)."""
 
     def mean_change(column: str, old: str, new: str) -> float:
         source = clinical.index[clinical[column].astype(object) == old]
         if not len(source):
             raise IdaeError(f"no patient has {column} = {old!r}: nothing to flip")
-        moved = predictor.predict(genomic.loc[source], clinical.loc[source], {column: new}) - genomic.loc[source]
+        moved = predictor.invert(genomic.loc[source], clinical.loc[source], {column: new}) - genomic.loc[source]
         return float(moved.abs().to_numpy().mean())
 
     return mean_change(*flip) / mean_change(*reference)
@@ -190,7 +187,7 @@ def permutation_null(fit: Callable[[pd.DataFrame, pd.DataFrame], Any], genomic: 
 # scores
 
 
-def round_trip(predict: Predict, genomic: pd.DataFrame, clinical: pd.DataFrame, changes: dict[str, Any]) -> float:
+def round_trip(invert: Invert, genomic: pd.DataFrame, clinical: pd.DataFrame, changes: dict[str, Any]) -> float:
     """`metrics.cycle_consistency` of y -> y' -> y: change the clinical values, then change them back.
 
     Only patients whose changed columns were observed take part (a missing cell cannot be set back).
@@ -201,13 +198,13 @@ def round_trip(predict: Predict, genomic: pd.DataFrame, clinical: pd.DataFrame, 
         return float("nan")
     genomic, clinical = genomic[keep], clinical[keep]
     changed = apply_changes(clinical, changes, list(clinical.columns))
-    there = predict(genomic, clinical, changes)
-    back = predict(there, changed, clinical[columns])
+    there = invert(genomic, clinical, changes)
+    back = invert(there, changed, clinical[columns])
     return metrics.cycle_consistency(genomic, back)
 
 
 def score(
-    predict: Predict,
+    invert: Invert,
     genomic: pd.DataFrame,
     clinical: pd.DataFrame,
     changes: dict[str, Any],
@@ -223,7 +220,7 @@ def score(
     `predicted`: the predictor's profiles when already computed.
     """
     if predicted is None:
-        predicted = predict(genomic, clinical, changes)
+        predicted = invert(genomic, clinical, changes)
     per_patient = metrics.per_patient_delta(predicted - genomic, truth - genomic)
     pop = metrics.population_metrics(predicted, truth, genomic, top=(20,))
     return {
@@ -237,7 +234,7 @@ def score(
         "residual_preservation": metrics.residual_preservation(
             genomic, predicted, genomic.mean(axis=0), truth.mean(axis=0)
         ),
-        "cycle_consistency": round_trip(predict, genomic, clinical, changes),
+        "cycle_consistency": round_trip(invert, genomic, clinical, changes),
     }
 
 
@@ -330,93 +327,3 @@ def signature_table(effects: dict[str, pd.Series], genes: Sequence[str], top_sha
         column[f"up and in top {top_share:.0%}"] = int(((r[present] <= cut) & (effect[present] > 0)).sum())
         table[name] = column
     return pd.DataFrame(table)
-
-
-# --------------------------------------------------------------------------------------------------
-# figures
-
-
-def per_patient_figure(scores: dict[str, pd.DataFrame], title: str) -> plt.Figure:
-    """Per-patient Pearson r and R² of the predicted against the true change, one box per method."""
-    long = pd.concat([s.assign(method=name) for name, s in scores.items()], ignore_index=True)
-    fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
-    for ax, col, label in ((axes[0], "pearson", "Pearson r"), (axes[1], "r2", "R² (clipped at −1)")):
-        data = long.assign(value=long[col].clip(lower=-1)).dropna(subset=["value"])
-        sns.boxplot(data=data, x="method", y="value", ax=ax, color="#9fb8d8", fliersize=2)
-        ax.set_ylabel(f"per-patient {label}")
-        ax.set_xlabel("")
-        ax.tick_params(axis="x", rotation=30)
-    fig.suptitle(title)
-    fig.tight_layout()
-    return fig
-
-
-def volcano(mean: pd.Series, consistency: pd.Series, marked: dict[str, Sequence[str]], ylabel: str,
-            top_share: float = 0.05) -> plt.Figure:  # fmt: skip
-    """Mean Δ̂ per gene against a consistency score, genes of each `marked` set labelled."""
-    fig, ax = plt.subplots(figsize=(6.5, 4.8))
-    ax.scatter(mean, consistency, s=4, color="#bbbbbb", rasterized=True, label="all genes")
-    cut = np.sort(np.abs(mean.to_numpy()))[::-1][int(np.ceil(top_share * len(mean))) - 1]
-    for x in (-cut, cut):
-        ax.axvline(x, color="#888888", lw=0.8, ls="--")
-    for (name, genes), color in zip(marked.items(), sns.color_palette("deep"), strict=False):
-        shown = [g for g in genes if g in mean.index]
-        ax.scatter(mean[shown], consistency[shown], s=22, color=color, label=name, zorder=3)
-        for g in shown:
-            ax.annotate(g, (mean[g], consistency[g]), fontsize=7, xytext=(3, 2), textcoords="offset points")
-    ax.set_xlabel("mean predicted change Δ̂ (standardised units)")
-    ax.set_ylabel(ylabel)
-    ax.legend(fontsize=8, loc="best")
-    ax.set_title(f"dashed: top {top_share:.0%} of genes by |mean Δ̂|")
-    fig.tight_layout()
-    return fig
-
-
-def top_genes_figure(effect: pd.Series, marked: Sequence[str], n: int = 30, title: str = "") -> plt.Figure:
-    """The n genes with the largest |effect|, signature genes in colour."""
-    top = effect.loc[ranks(effect).sort_values().index[:n]]
-    colors = ["#c44e52" if g in marked else "#9fb8d8" for g in top.index]
-    fig, ax = plt.subplots(figsize=(6, 0.22 * n + 1))
-    ax.barh(np.arange(n)[::-1], top.to_numpy(), color=colors)
-    ax.set_yticks(np.arange(n)[::-1], top.index, fontsize=8)
-    ax.axvline(0, color="black", lw=0.8)
-    ax.set_xlabel("mean predicted change Δ̂ (standardised units)")
-    ax.set_title(title)
-    fig.tight_layout()
-    return fig
-
-
-def replication_figure(panels: dict[str, tuple[pd.Series, pd.Series]], ylabel: str,
-                       marked: Sequence[str] = ()) -> plt.Figure:  # fmt: skip
-    """One scatter per panel: (x effect, y effect) over shared genes with Pearson r in the title."""
-    fig, axes = plt.subplots(1, len(panels), figsize=(4.6 * len(panels), 4.2), squeeze=False)
-    for ax, (xlabel, (x, y)) in zip(axes[0], panels.items(), strict=True):
-        ax.scatter(x, y, s=3, alpha=0.4, color="#4c72b0", rasterized=True)
-        shown = [g for g in marked if g in x.index]
-        ax.scatter(x[shown], y[shown], s=18, color="#c44e52", zorder=3)
-        for g in shown:
-            ax.annotate(g, (x[g], y[g]), fontsize=7, xytext=(3, 2), textcoords="offset points")
-        r = np.corrcoef(x.to_numpy(), y.to_numpy())[0, 1]
-        ax.set_title(f"r = {r:.2f} over {len(x)} genes")
-        ax.set_xlabel(xlabel)
-        ax.set_ylabel(ylabel)
-    fig.tight_layout()
-    return fig
-
-
-def patient_heatmap(before: pd.DataFrame, after: pd.DataFrame, genes: Sequence[str], title: str = "") -> plt.Figure:
-    """Before / after profiles of a few patients over `genes`: one row pair per patient."""
-    rows, labels = [], []
-    for patient in before.index:
-        rows += [before.loc[patient, list(genes)], after.loc[patient, list(genes)]]
-        labels += [f"{patient} before", f"{patient} after"]
-    table = pd.DataFrame(rows, index=labels)
-    lim = float(np.abs(table.to_numpy()).max())
-    fig, ax = plt.subplots(figsize=(0.32 * len(genes) + 3, 0.36 * len(table) + 1.5))
-    sns.heatmap(table, cmap="RdBu_r", center=0, vmin=-lim, vmax=lim, ax=ax,
-                cbar_kws={"label": "expression (standardised)"})  # fmt: skip
-    for k in range(2, len(table), 2):
-        ax.axhline(k, color="white", lw=2)
-    ax.set_title(title)
-    fig.tight_layout()
-    return fig

@@ -398,8 +398,7 @@ class IDAE:
         refuse_overflow(reconstruction, genomic.index)
 
         designs = [self.design.transform(c).astype(float) for c in (clinical, new_clinical)]
-        regressors = designs if self.latent_model.method == "design" else [
-            self.natural_parameters(c) for c in (clinical, new_clinical)]  # fmt: skip
+        regressors = [self._regressors(d) for d in designs]
         paths = {name: getattr(net, name).double().cpu().numpy()
                  for name in ("direct_effect", "state_direction", "state_effect")}  # fmt: skip
         delta = counterfactual_change(

@@ -1,6 +1,6 @@
 """The inversion baselines a user would otherwise pick, set beside every inversion figure of idae:
 `fit_inversion(method, genomic, clinical)` for `INVERSION_METHODS`, each returning an `InversionBaseline` with
-the same `predict(genomic, clinical, changes)` contract as `IDAE.invert`."""
+the same `invert(genomic, clinical, changes)` contract as `IDAE.invert`."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ INVERSION_METHODS = ("no_change", "group_shift", "group_shift_shrunk", "collapse
 
 
 class InversionBaseline:
-    """x' for a change of clinical state, without a latent model. `fit` then `predict`."""
+    """x' for a change of clinical state, without a latent model. `fit` then `invert`."""
 
     method = ""
 
@@ -43,7 +43,7 @@ class InversionBaseline:
             self.slopes[col] = yc @ (xs - xs.mean(axis=0)) / max(float(yc @ yc), 1e-12)
         return self
 
-    def predict(
+    def invert(
         self, genomic: pd.DataFrame, clinical: pd.DataFrame, changes: dict[str, Any] | pd.DataFrame
     ) -> pd.DataFrame:
         """Predicted profiles (n, p) with `genomic`'s index and the fitted genes; `changes` as in `IDAE.invert`."""
@@ -63,10 +63,10 @@ class InversionBaseline:
                     )
             elif pd.to_numeric(new[col], errors="coerce").isna().gt(new[col].isna()).any():
                 raise IdaeError(f"cannot change numeric column {col!r} to a non-number: {_changes_of(changes, col)}")
-        out = self._predict(genomic.to_numpy(), clinical, new, changed)
+        out = self._invert(genomic.to_numpy(), clinical, new, changed)
         return pd.DataFrame(out, index=genomic.index, columns=self.genes)
 
-    def _predict(self, x: np.ndarray, old: pd.DataFrame, new: pd.DataFrame, changed: list[str]) -> np.ndarray:
+    def _invert(self, x: np.ndarray, old: pd.DataFrame, new: pd.DataFrame, changed: list[str]) -> np.ndarray:
         raise NotImplementedError
 
     # shared by group_shift and collapse
@@ -120,7 +120,7 @@ class NoChange(InversionBaseline):
 
     method = "no_change"
 
-    def _predict(self, x, old, new, changed):
+    def _invert(self, x, old, new, changed):
         return x.copy()
 
 
@@ -134,7 +134,7 @@ class GroupShift(InversionBaseline):
 
     method = "group_shift"
 
-    def _predict(self, x, old, new, changed):
+    def _invert(self, x, old, new, changed):
         cat, num = self._split(changed)
         return x + self._group_means(new, cat) - self._group_means(old, cat) + self._numeric_shift(old, new, num)
 
@@ -144,7 +144,7 @@ class Collapse(InversionBaseline):
 
     method = "collapse"
 
-    def _predict(self, x, old, new, changed):
+    def _invert(self, x, old, new, changed):
         cat, num = self._split(changed)
         at_mean = pd.DataFrame({c: self.design.mean[c] for c in num}, index=old.index)
         return self._group_means(new, cat) + self._numeric_shift(at_mean, new, num)
@@ -167,7 +167,7 @@ class Linear(InversionBaseline):
         self.coef = ridge(design, self.x.to_numpy(), self.alpha)[1:]  # drop the intercept row
         return self
 
-    def _predict(self, x, old, new, changed):
+    def _invert(self, x, old, new, changed):
         delta = self.design.transform(new).astype(float) - self.design.transform(old).astype(float)
         return x + delta @ self.coef
 
@@ -187,7 +187,7 @@ class GroupShiftShrunk(InversionBaseline):
 
     method = "group_shift_shrunk"
 
-    def _predict(self, x, old, new, changed):
+    def _invert(self, x, old, new, changed):
         cat, num = self._split(changed)
         out = x + self._numeric_shift(old, new, num)
         if not cat:
@@ -246,7 +246,7 @@ class LinearState(LinearShrunk):
     def state(self, x: np.ndarray) -> np.ndarray:
         return (x - self.mean) @ self.loadings
 
-    def _predict(self, x, old, new, changed):
+    def _invert(self, x, old, new, changed):
         moved = self.design.transform(new).astype(float) - self.design.transform(old).astype(float)
         return x + moved @ self.coef + (moved * (self.state(x) @ self.directions.T)) @ self.slopes
 
@@ -266,7 +266,7 @@ class NearestNeighbours(InversionBaseline):
         self.loadings = _whitened_loadings(self.x.to_numpy(), self.mean, self.components)
         return self
 
-    def _predict(self, x, old, new, changed):
+    def _invert(self, x, old, new, changed):
         cat, num = self._split(changed)
         if num:
             raise IdaeError(f"nearest_neighbours matches on categorical columns only; cannot change numeric {num}")

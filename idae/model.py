@@ -290,8 +290,9 @@ class IDAENet(nn.Module):
         d = self.latent_dim
         return out[:, :d], out[:, d:].clamp(*LOG_VARIANCE_RANGE)
 
-    def natural_parameters(self, y: torch.Tensor) -> torch.Tensor:
-        """λ(y): (n, design) -> (n, k·d), the coefficients of T(z) in the log-density."""
+    def head_natural_parameters(self, y: torch.Tensor) -> torch.Tensor:
+        """The head's λ(y): (n, design) -> (n, k·d), the coefficients of T(z) in the log-density (before any linear
+        stage; `factor_natural_parameters` gives those of the final factors)."""
         if self.head == "gaussian":
             mean, log_var = self.moments(y)
             precision = torch.exp(-log_var)
@@ -301,7 +302,7 @@ class IDAENet(nn.Module):
     def factor_natural_parameters(self, y: torch.Tensor) -> torch.Tensor:
         """λ(y) of the final factors u: the linear stage's Gaussian model once it is fitted, else the head's."""
         if not bool(self.staged):
-            return self.natural_parameters(y)
+            return self.head_natural_parameters(y)
         d = self.latent_dim
         out = y @ self.stage_head_weight + self.stage_head_bias
         precision = torch.exp(-out[:, d:].clamp(*LOG_VARIANCE_RANGE))
@@ -316,11 +317,11 @@ class IDAENet(nn.Module):
 
     def log_density(self, z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """ℓ(z_i, y_i) = T(z_i)ᵀλ(y_i) − A(λ(y_i)) for paired rows: (n,)."""
-        return (augment(z, self.augmentation) * self.natural_parameters(y)).sum(dim=1) - self.log_partition(y)
+        return (augment(z, self.augmentation) * self.head_natural_parameters(y)).sum(dim=1) - self.log_partition(y)
 
     def logits(self, z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """ℓ(z_i, y_j) for every pair: (n, n)."""
-        return augment(z, self.augmentation) @ self.natural_parameters(y).T - self.log_partition(y)[None, :]
+        return augment(z, self.augmentation) @ self.head_natural_parameters(y).T - self.log_partition(y)[None, :]
 
 
 def weighted_mean(values: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import matplotlib.pyplot as plt
@@ -12,7 +13,10 @@ from sklearn.decomposition import PCA
 
 from idae.files import replaced_file
 
-sns.set_theme(style="whitegrid", context="notebook")
+
+def set_theme() -> None:
+    """The report's seaborn theme (white grid, notebook context): each notebook calls it once, before its figures."""
+    sns.set_theme(style="whitegrid", context="notebook")
 
 
 def save(fig: plt.Figure, path: str | Path) -> Path:
@@ -109,5 +113,91 @@ def loss_curves(histories: dict[str, object], objective_labels: dict[str, str] |
     axes[-1].legend(fontsize=8)
     for ax in axes:
         ax.set_xlabel("epoch")
+    fig.tight_layout()
+    return fig
+
+
+def per_patient_figure(scores: dict[str, pd.DataFrame], title: str) -> plt.Figure:
+    """Per-patient Pearson r and R² of the predicted against the true change, one box per method."""
+    long = pd.concat([s.assign(method=name) for name, s in scores.items()], ignore_index=True)
+    fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
+    for ax, col, label in ((axes[0], "pearson", "Pearson r"), (axes[1], "r2", "R² (clipped at −1)")):
+        data = long.assign(value=long[col].clip(lower=-1)).dropna(subset=["value"])
+        sns.boxplot(data=data, x="method", y="value", ax=ax, color="#9fb8d8", fliersize=2)
+        ax.set_ylabel(f"per-patient {label}")
+        ax.set_xlabel("")
+        ax.tick_params(axis="x", rotation=30)
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def volcano(mean: pd.Series, consistency: pd.Series, marked: dict[str, Sequence[str]], ylabel: str,
+            top_share: float = 0.05) -> plt.Figure:  # fmt: skip
+    """Mean Δ̂ per gene against a consistency score, genes of each `marked` set labelled."""
+    fig, ax = plt.subplots(figsize=(6.5, 4.8))
+    ax.scatter(mean, consistency, s=4, color="#bbbbbb", rasterized=True, label="all genes")
+    cut = np.sort(np.abs(mean.to_numpy()))[::-1][int(np.ceil(top_share * len(mean))) - 1]
+    for x in (-cut, cut):
+        ax.axvline(x, color="#888888", lw=0.8, ls="--")
+    for (name, genes), color in zip(marked.items(), sns.color_palette("deep"), strict=False):
+        shown = [g for g in genes if g in mean.index]
+        ax.scatter(mean[shown], consistency[shown], s=22, color=color, label=name, zorder=3)
+        for g in shown:
+            ax.annotate(g, (mean[g], consistency[g]), fontsize=7, xytext=(3, 2), textcoords="offset points")
+    ax.set_xlabel("mean predicted change Δ̂ (standardised units)")
+    ax.set_ylabel(ylabel)
+    ax.legend(fontsize=8, loc="best")
+    ax.set_title(f"dashed: top {top_share:.0%} of genes by |mean Δ̂|")
+    fig.tight_layout()
+    return fig
+
+
+def top_genes_figure(effect: pd.Series, marked: Sequence[str], n: int = 30, title: str = "") -> plt.Figure:
+    """The n genes with the largest |effect|, signature genes in colour."""
+    top = effect.iloc[np.argsort(-np.abs(effect.to_numpy()), kind="stable")[:n]]  # the order of casestudy.ranks
+    colors = ["#c44e52" if g in marked else "#9fb8d8" for g in top.index]
+    fig, ax = plt.subplots(figsize=(6, 0.22 * n + 1))
+    ax.barh(np.arange(n)[::-1], top.to_numpy(), color=colors)
+    ax.set_yticks(np.arange(n)[::-1], top.index, fontsize=8)
+    ax.axvline(0, color="black", lw=0.8)
+    ax.set_xlabel("mean predicted change Δ̂ (standardised units)")
+    ax.set_title(title)
+    fig.tight_layout()
+    return fig
+
+
+def replication_figure(panels: dict[str, tuple[pd.Series, pd.Series]], ylabel: str,
+                       marked: Sequence[str] = ()) -> plt.Figure:  # fmt: skip
+    """One scatter per panel: (x effect, y effect) over shared genes with Pearson r in the title."""
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.6 * len(panels), 4.2), squeeze=False)
+    for ax, (xlabel, (x, y)) in zip(axes[0], panels.items(), strict=True):
+        ax.scatter(x, y, s=3, alpha=0.4, color="#4c72b0", rasterized=True)
+        shown = [g for g in marked if g in x.index]
+        ax.scatter(x[shown], y[shown], s=18, color="#c44e52", zorder=3)
+        for g in shown:
+            ax.annotate(g, (x[g], y[g]), fontsize=7, xytext=(3, 2), textcoords="offset points")
+        r = np.corrcoef(x.to_numpy(), y.to_numpy())[0, 1]
+        ax.set_title(f"r = {r:.2f} over {len(x)} genes")
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel(ylabel)
+    fig.tight_layout()
+    return fig
+
+
+def patient_heatmap(before: pd.DataFrame, after: pd.DataFrame, genes: Sequence[str], title: str = "") -> plt.Figure:
+    """Before / after profiles of a few patients over `genes`: one row pair per patient."""
+    rows, labels = [], []
+    for patient in before.index:
+        rows += [before.loc[patient, list(genes)], after.loc[patient, list(genes)]]
+        labels += [f"{patient} before", f"{patient} after"]
+    table = pd.DataFrame(rows, index=labels)
+    lim = float(np.abs(table.to_numpy()).max())
+    fig, ax = plt.subplots(figsize=(0.32 * len(genes) + 3, 0.36 * len(table) + 1.5))
+    sns.heatmap(table, cmap="RdBu_r", center=0, vmin=-lim, vmax=lim, ax=ax,
+                cbar_kws={"label": "expression (standardised)"})  # fmt: skip
+    for k in range(2, len(table), 2):
+        ax.axhline(k, color="white", lw=2)
+    ax.set_title(title)
     fig.tight_layout()
     return fig

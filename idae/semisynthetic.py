@@ -13,6 +13,13 @@ import pandas as pd
 from idae.errors import IdaeError
 from idae.synthetic import check_float, check_int
 
+# The settings notebook 05 and scripts/inversion_sweep.py compare, as keyword arguments of `make_semisynthetic`.
+SETTINGS = {
+    "1 sd, state-dependent": {"sparsity": 0.05, "effect_size": 1.0, "interaction": 1.0},
+    "0.5 sd, state-dependent": {"sparsity": 0.05, "effect_size": 0.5, "interaction": 1.0},
+    "1 sd, shared only": {"sparsity": 0.05, "effect_size": 1.0, "interaction": 0.0},
+}
+
 
 @dataclasses.dataclass
 class SemiSynthetic:
@@ -43,6 +50,13 @@ class SemiSynthetic:
         now = self.clinical[self.column].astype(str).to_numpy()
         sign = np.where(now == to, 0.0, 1.0 if to == "pos" else -1.0)
         return self.effect * sign[:, None]
+
+    def flip_to_other(self, index: pd.Index) -> tuple[pd.DataFrame, pd.DataFrame]:
+        """For the patients `index`: the changes sending each to the other level of `column` (a one-column table,
+        the `changes` of `IDAE.invert`) and their true changes (len(index), p)."""
+        now = self.clinical.loc[index, self.column].astype(str)
+        changes = pd.DataFrame({self.column: np.where(now == "pos", "neg", "pos")}, index=now.index)
+        return changes, (self.true_change("pos") + self.true_change("neg")).loc[index]
 
     def bayes_change(self, train: pd.Index, grid: int = 200) -> pd.DataFrame:
         """(n, p) every patient's change to the other level as the Bayes posterior mean given the `train` patients,

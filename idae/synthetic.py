@@ -138,7 +138,7 @@ class _CohortParams:
     gene_noise: np.ndarray  # (n, p) the added per-gene noise, absolute units
 
 
-def _natural(clinical: pd.DataFrame, par: _CohortParams) -> tuple[np.ndarray, np.ndarray]:
+def _source_moments(clinical: pd.DataFrame, par: _CohortParams) -> tuple[np.ndarray, np.ndarray]:
     """(n, d) mean and (n, d) sd of the sources given true clinical values."""
     f = _features(clinical) - par.centre
     return f @ par.mean_effects, np.exp(par.logsd_base + f @ par.logsd_effects)
@@ -202,12 +202,12 @@ class SyntheticCohort:
             raise IdaeError(f"sources: expected shape (m, {self.sources.shape[1]}), got {s.shape}")
         return apply_mixing(s, self.params.layers) + self.params.baseline
 
-    def natural_parameters(
+    def source_moments(
         self, changes: Mapping[str, Any] | pd.DataFrame | None = None
     ) -> tuple[pd.DataFrame, pd.DataFrame]:
         """Mean and sd (each n × d) of the sources given the true clinical values, after `changes` if given."""
         clinical = self.clinical_true if changes is None else self._changed(changes)[0]
-        mu, sd = _natural(clinical, self.params)
+        mu, sd = _source_moments(clinical, self.params)
         return (
             pd.DataFrame(mu, index=clinical.index, columns=self.sources.columns),
             pd.DataFrame(sd, index=clinical.index, columns=self.sources.columns),
@@ -222,7 +222,7 @@ class SyntheticCohort:
         new, changed = self._changed(changes)
         out = self.sources.to_numpy().copy()
         if changed.any():
-            mu, sd = _natural(new[changed], self.params)
+            mu, sd = _source_moments(new[changed], self.params)
             out[changed] = mu + sd * self.exogenous.to_numpy()[changed]
         return pd.DataFrame(out, index=self.sources.index, columns=self.sources.columns)
 
@@ -234,7 +234,7 @@ class SyntheticCohort:
         new, changed = self._changed(changes)
         out = self.genomic.to_numpy().copy()
         if changed.any():
-            mu, sd = _natural(new[changed], self.params)
+            mu, sd = _source_moments(new[changed], self.params)
             s = mu + sd * self.exogenous.to_numpy()[changed]
             out[changed] = self.mix(s) + self.params.gene_noise[changed]
         return pd.DataFrame(out, index=self.genomic.index, columns=self.genomic.columns)
@@ -358,7 +358,7 @@ def make_cohort(
     par.baseline = rng_mix.normal(6.0, 1.5, size=p)
     # per-gene noise sd relative to the gene's clean sd in a reference cohort (so it does not depend on n)
     ref = _sample_clinical(N_REFERENCE, rng_mix)
-    mu, sd = _natural(ref, par)
+    mu, sd = _source_moments(ref, par)
     gene_sd = apply_mixing(mu + sd * rng_mix.normal(size=mu.shape), par.layers).std(axis=0)
 
     patients = patient_ids("P", n)
@@ -366,7 +366,7 @@ def make_cohort(
     true.index = pd.Index(patients, name="patient")
     eps = rng_eps.normal(size=(n, d))
     par.gene_noise = noise * gene_sd * rng_noise.normal(size=(n, p))
-    mu, sd = _natural(true, par)
+    mu, sd = _source_moments(true, par)
     s = mu + sd * eps
     x = apply_mixing(s, par.layers) + par.baseline + par.gene_noise
 

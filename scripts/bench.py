@@ -170,7 +170,7 @@ def child_invert(spec: dict) -> dict:
     baseline = fit_inversion("linear_state", genomic, clinical)
     walls: dict[str, list[float]] = {"idae": [], "linear_state": []}
     for _ in range(3):
-        for label, call in (("idae", model.invert), ("linear_state", baseline.predict)):
+        for label, call in (("idae", model.invert), ("linear_state", baseline.invert)):
             start = time.perf_counter()
             call(genomic, clinical, {"er": "pos"})
             walls[label].append(time.perf_counter() - start)
@@ -395,7 +395,7 @@ def main(argv: list[str] | None = None) -> int:
             )
     if not args.quick:
         print(f"\ninversion target: wall time of a default IDAE.invert of every gse1992 patient to ER-positive vs "
-              f"{INVERT_TARGET_S:.0f} s, beside the linear_state baseline's predict of the same (best of three)")
+              f"{INVERT_TARGET_S:.0f} s, beside the linear_state baseline's invert of the same (best of three)")
         header = f"{'data':<28} {'idae s':>7} {'/ 5 s':>6} {'linear_state s':>14} {'ratio':>6}"
         print(header)
         print("-" * len(header))

@@ -34,7 +34,6 @@ import time
 import warnings
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 from identifiability_sweep import provenance
 from tqdm import tqdm
@@ -45,16 +44,12 @@ from idae.data import Prepared, read_processed
 from idae.files import replaced_file
 from idae.inversion_baselines import INVERSION_METHODS, fit_inversion
 from idae.metrics import interval_coverage, per_patient_delta
+from idae.semisynthetic import SETTINGS as SEMI_SETTINGS
 from idae.semisynthetic import make_semisynthetic
 from idae.synthetic import make_cohort
 
 N_TRAIN, N_FIT, N_TEST = 1500, 1275, 500
-# notebook 05's semi-synthetic settings and the inversion designs compared on them (refits of one trained model)
-SEMI_SETTINGS = {
-    "1 sd, state-dependent": {"effect_size": 1.0, "interaction": 1.0},
-    "0.5 sd, state-dependent": {"effect_size": 0.5, "interaction": 1.0},
-    "1 sd, shared only": {"effect_size": 1.0, "interaction": 0.0},
-}
+# the inversion designs compared on idae.semisynthetic.SETTINGS (refits of one trained model)
 SEMI_DESIGNS = {
     "idae": {},
     "idae: state direction from every moved gene": {"state_direction_null": 0.5},
@@ -100,7 +95,7 @@ def run_seed(seed: int) -> list[dict]:
           **coverage)  # fmt: skip
     for name in INVERSION_METHODS:
         began = time.perf_counter()
-        predicted = fit_inversion(name, x.loc[train_ids], y.loc[train_ids]).predict(x.loc[source], y.loc[source],
+        predicted = fit_inversion(name, x.loc[train_ids], y.loc[train_ids]).invert(x.loc[source], y.loc[source],
                                                                                    {"er": "pos"})  # fmt: skip
         score(name, predicted, began)
     return rows
@@ -111,11 +106,9 @@ def run_semi(cohort: Prepared, setting: str, seed: int) -> list[dict]:
     its effect and the model's initialisation, as in notebook 05)."""
     fit_rows, validation = cohort.split == "train", cohort.split == "validation"
     held = ~fit_rows
-    data = make_semisynthetic(cohort.genomic, cohort.clinical, sparsity=0.05, seed=seed, **SEMI_SETTINGS[setting])
+    data = make_semisynthetic(cohort.genomic, cohort.clinical, seed=seed, **SEMI_SETTINGS[setting])
     g, c = data.genomic, data.clinical
-    now = c.loc[held, "hidden"].astype(str)
-    changes = pd.DataFrame({"hidden": np.where(now == "pos", "neg", "pos")}, index=now.index)
-    truth = (data.true_change("pos") + data.true_change("neg")).loc[held]  # each patient to the other level
+    changes, truth = data.flip_to_other(g.index[held])  # each patient to the other level
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the identifiability condition report, read elsewhere
         model = IDAE(latent_dim=6, seed=seed, progress=False).fit(g[fit_rows], c[fit_rows],
@@ -125,7 +118,7 @@ def run_semi(cohort: Prepared, setting: str, seed: int) -> list[dict]:
     predictors |= {name: fit_inversion(name, g[fit_rows], c[fit_rows]) for name in INVERSION_METHODS}
     rows = []
     for name, predictor in predictors.items():
-        scores = per_patient_delta(predictor.predict(g[held], c[held], changes) - g[held], truth)
+        scores = per_patient_delta(predictor.invert(g[held], c[held], changes) - g[held], truth)
         rows.append({"setting": setting, "seed": seed, "method": name, "pearson": scores["pearson"].median(),
                      "r2": scores["r2"].median()})  # fmt: skip
     return rows

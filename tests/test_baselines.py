@@ -100,13 +100,13 @@ def test_latent_bad_input(data):
 
 def test_no_change_is_the_identity(data):
     clinical, genomic, _ = data
-    out = fit_inversion("no_change", genomic, clinical).predict(genomic, clinical, {"er": "pos"})
+    out = fit_inversion("no_change", genomic, clinical).invert(genomic, clinical, {"er": "pos"})
     pd.testing.assert_frame_equal(out, genomic)
 
 
 def test_collapse_sets_every_patient_to_the_target_group_mean(data):
     clinical, genomic, _ = data
-    out = fit_inversion("collapse", genomic, clinical).predict(genomic, clinical, {"er": "neg"})
+    out = fit_inversion("collapse", genomic, clinical).invert(genomic, clinical, {"er": "neg"})
     assert out.index.equals(genomic.index) and out.columns.equals(genomic.columns)
     target = genomic[clinical["er"] == "neg"].mean().to_numpy()
     np.testing.assert_allclose(out.to_numpy(), np.tile(target, (len(out), 1)))
@@ -115,21 +115,21 @@ def test_collapse_sets_every_patient_to_the_target_group_mean(data):
 def test_group_shift_moves_by_the_group_difference_and_reverses(data):
     clinical, genomic, _ = data
     model = fit_inversion("group_shift", genomic, clinical)
-    moved = model.predict(genomic, clinical, {"er": "pos"})
+    moved = model.invert(genomic, clinical, {"er": "pos"})
     means = genomic.groupby(clinical["er"].astype(object)).mean()
     neg = (clinical["er"] == "neg").to_numpy()
     np.testing.assert_allclose((moved - genomic)[neg], np.tile(means.loc["pos"] - means.loc["neg"], (neg.sum(), 1)))
     missing = clinical["er"].isna().to_numpy()  # own group unknown: moved from the overall mean
     np.testing.assert_allclose((moved - genomic)[missing], np.tile(means.loc["pos"] - genomic.mean(), (4, 1)))
     # undo with the original values of the patients that had one (NaN in changes keeps the new value)
-    back = model.predict(moved, apply_changes(clinical, {"er": "pos"}, ["er", "age"]), clinical[["er"]])
+    back = model.invert(moved, apply_changes(clinical, {"er": "pos"}, ["er", "age"]), clinical[["er"]])
     np.testing.assert_allclose(back[~missing], genomic[~missing])
 
 
 def test_group_shift_uses_the_slope_for_numeric_columns(data):
     clinical, genomic, _ = data
     model = fit_inversion("group_shift", genomic, clinical)
-    out = model.predict(genomic, clinical, pd.DataFrame({"age": clinical["age"] + 10.0}))
+    out = model.invert(genomic, clinical, pd.DataFrame({"age": clinical["age"] + 10.0}))
     slope = np.array([np.polyfit(clinical["age"], genomic[g], 1)[0] for g in genomic.columns])
     np.testing.assert_allclose((out - genomic).to_numpy(), np.tile(10 * slope, (len(out), 1)), atol=1e-10)
 
@@ -146,10 +146,10 @@ def test_linear_recovers_a_known_linear_effect():
     x = 2.0 * pos[:, None] * b_er + ((clinical["age"] - 55) / 10).to_numpy()[:, None] * b_age
     genomic = pd.DataFrame(x + 0.05 * rng.normal(size=(n, genes)), index=ids, columns=[f"g{j}" for j in range(genes)])
     model = fit_inversion("linear", genomic, clinical)
-    delta = (model.predict(genomic, clinical, {"er": "pos"}) - genomic).to_numpy()
+    delta = (model.invert(genomic, clinical, {"er": "pos"}) - genomic).to_numpy()
     np.testing.assert_allclose(delta[~pos], np.tile(2.0 * b_er, ((~pos).sum(), 1)), atol=0.05)
     np.testing.assert_allclose(delta[pos], 0.0, atol=1e-12)
-    delta = (model.predict(genomic, clinical, {"age": 65.0}) - genomic).to_numpy()
+    delta = (model.invert(genomic, clinical, {"age": 65.0}) - genomic).to_numpy()
     expected = ((65.0 - clinical["age"]) / 10).to_numpy()[:, None] * b_age
     np.testing.assert_allclose(delta, expected, atol=0.05)
 
@@ -159,11 +159,11 @@ def test_inversion_rejects_unseen_levels_and_bad_changes(data, method):
     clinical, genomic, _ = data
     model = fit_inversion(method, genomic, clinical)
     with pytest.raises(IdaeError, match=r"'er'.*'unknown_level'"):
-        model.predict(genomic, clinical, {"er": "unknown_level"})
+        model.invert(genomic, clinical, {"er": "unknown_level"})
     with pytest.raises(IdaeError, match="stage"):
-        model.predict(genomic, clinical, {"stage": "II"})
+        model.invert(genomic, clinical, {"stage": "II"})
     with pytest.raises(IdaeError, match="age"):
-        model.predict(genomic, clinical, {"age": "old"})
+        model.invert(genomic, clinical, {"age": "old"})
 
 
 def test_fit_inversion_rejects_an_unknown_method(data):

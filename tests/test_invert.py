@@ -382,7 +382,7 @@ def test_the_shrunk_baselines_keep_the_effect_and_drop_the_noise():
     negative = clinical.index[clinical["hidden"] == "neg"]
     for method in ("group_shift_shrunk", "linear_shrunk", "linear_state"):
         model = fit_inversion(method, genomic, clinical.drop(columns="er"))
-        change = model.predict(genomic.loc[negative], clinical.loc[negative, ["hidden"]], {"hidden": "pos"})
+        change = model.invert(genomic.loc[negative], clinical.loc[negative, ["hidden"]], {"hidden": "pos"})
         change -= genomic.loc[negative]
         np.testing.assert_allclose(change[affected].mean().to_numpy(), 1.5, atol=0.3, err_msg=method)
         assert change.drop(columns=affected).abs().to_numpy().mean() < 0.1, method
@@ -406,7 +406,7 @@ def test_linear_state_recovers_an_effect_that_depends_on_the_patients_state():
     errors = {}
     for method in ("linear_shrunk", "linear_state"):
         model = fit_inversion(method, genomic, clinical)
-        change = model.predict(genomic.loc[negative], clinical.loc[negative], {"flag": "pos"}) - genomic.loc[negative]
+        change = model.invert(genomic.loc[negative], clinical.loc[negative], {"flag": "pos"}) - genomic.loc[negative]
         errors[method] = float(np.abs(change.to_numpy() - truth)[:, :10].mean())
     assert errors["linear_state"] < 0.5 * errors["linear_shrunk"]
 
@@ -416,8 +416,8 @@ def test_nearest_neighbours_returns_target_group_profiles_and_refuses_numeric_ch
     clinical["age"] = np.linspace(40, 80, len(clinical))
     model = fit_inversion("nearest_neighbours", genomic, clinical)
     negative = clinical.index[clinical["er"] == "neg"]
-    out = model.predict(genomic.loc[negative], clinical.loc[negative], {"er": "pos"})
+    out = model.invert(genomic.loc[negative], clinical.loc[negative], {"er": "pos"})
     positive = genomic[clinical["er"] == "pos"]
     assert (out.min() >= positive.min() - 1e-9).all() and (out.max() <= positive.max() + 1e-9).all()
     with pytest.raises(IdaeError, match="age"):
-        model.predict(genomic, clinical, {"age": 50.0})
+        model.invert(genomic, clinical, {"age": 50.0})

@@ -75,7 +75,7 @@ def test_network_output_shapes(batch, head):
     k = 2 if head == "gaussian" else 3
     z = net.codes(x)
     assert z.shape == (N, D) and net.encode(x).shape == (N, D)
-    assert net.natural_parameters(y).shape == (N, k * D)
+    assert net.head_natural_parameters(y).shape == (N, k * D)
     assert net.log_density(z, y).shape == (N,)
     assert net.logits(z, y).shape == (N, N)
     assert net.reconstruct(x).shape == (N, GENES) and net.decode(z).shape == (N, GENES)
@@ -94,7 +94,7 @@ def test_gaussian_head_is_a_normalised_gaussian_density(batch):
     mean, log_var = net.moments(y)
     expected = torch.distributions.Normal(mean, torch.exp(0.5 * log_var)).log_prob(z).sum(dim=1)
     torch.testing.assert_close(net.log_density(z, y), expected)
-    assert (net.natural_parameters(y)[:, D:] < 0).all()  # -1/(2v): a positive precision
+    assert (net.head_natural_parameters(y)[:, D:] < 0).all()  # -1/(2v): a positive precision
 
 
 def test_default_hidden_sizes_and_layer_table():
@@ -197,9 +197,9 @@ def test_any_subset_of_terms_gives_natural_parameters_of_width_k_times_d(terms, 
     net = IDAENet(GENES, DESIGN, d, 2 * d, "energy", tuple(terms), **SMALL).eval()
     z, y = torch.randn(n, d), torch.randn(n, DESIGN)
     k = len(terms)
-    assert net.natural_parameters(y).shape == (n, k * d)
+    assert net.head_natural_parameters(y).shape == (n, k * d)
     canonical = tuple(t for t in AUGMENTATIONS if t in terms)
-    expected = (augment(z, canonical) * net.natural_parameters(y)).sum(dim=1)
+    expected = (augment(z, canonical) * net.head_natural_parameters(y)).sum(dim=1)
     torch.testing.assert_close(net.log_density(z, y), expected)
 
 

@@ -7,7 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from idae.errors import IdaeError
-from idae.semisynthetic import make_semisynthetic
+from idae.semisynthetic import SETTINGS, make_semisynthetic
 
 
 def tables(n: int = 60, p: int = 80, seed: int = 0) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -36,6 +36,20 @@ def test_the_observed_profiles_are_the_input_plus_each_positive_patients_effect(
     # the true change: +effect for a "neg" patient sent to "pos", -effect the other way, none if already there
     np.testing.assert_allclose(data.true_change("pos"), data.effect * (~positive)[:, None])
     np.testing.assert_allclose(data.true_change("neg"), -data.effect * positive[:, None])
+
+
+@pytest.mark.parametrize("setting", list(SETTINGS))
+def test_flip_to_other_sends_each_patient_to_the_other_level_with_its_true_change(setting):
+    genomic, clinical = tables()
+    data = make_semisynthetic(genomic, clinical, seed=3, **SETTINGS[setting])
+    held = genomic.index[::3]
+    changes, truth = data.flip_to_other(held)
+    now = data.clinical.loc[held, "hidden"].astype(str)
+    assert list(changes.columns) == ["hidden"] and changes.index.equals(held)
+    assert (changes["hidden"] != now).all()
+    positive = (now == "pos").to_numpy()
+    np.testing.assert_allclose(truth, data.effect.loc[held] * np.where(positive, -1.0, 1.0)[:, None])
+    assert (truth[data.genes].abs().to_numpy() > 0).all() and (truth.drop(columns=data.genes) == 0).all().all()
 
 
 def test_the_effect_has_a_shared_part_and_a_part_that_follows_the_patients_state():

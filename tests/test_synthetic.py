@@ -80,7 +80,7 @@ def test_reproducible_and_seed_dependent():
 
 
 def test_every_source_has_varying_mean_and_variance(cohort):
-    mean, sd = cohort.natural_parameters()
+    mean, sd = cohort.source_moments()
     assert (mean.std() > 0.1).all() and (np.log(sd).std() > 0.05).all()
     er_moves = (cohort.mean_effects.loc[["er_pos", "er_pos:grade3", "er_pos:age_z"]] != 0).any()
     assert er_moves.sum() >= 2  # the ER flip moves several sources
@@ -113,7 +113,7 @@ def test_er_flip_keeps_exogenous_and_gene_noise_and_flips_back(cohort):
     s_cf = cohort.counterfactual_sources(flip)
     x_cf = cohort.counterfactual(flip)
     new = cohort.clinical_true.assign(er=pd.Categorical(flip["er"], categories=["neg", "pos"]))
-    mean_cf, sd_cf = cohort.natural_parameters(flip)
+    mean_cf, sd_cf = cohort.source_moments(flip)
     # same exogenous noise eps under the new clinical state
     np.testing.assert_allclose((s_cf - mean_cf) / sd_cf, cohort.exogenous, atol=1e-10)
     assert new["grade"].equals(cohort.clinical_true["grade"])  # no propagation er -> grade
@@ -126,7 +126,7 @@ def test_er_flip_keeps_exogenous_and_gene_noise_and_flips_back(cohort):
     noise = cohort.genomic.to_numpy() - cohort.mix(cohort.sources)
     np.testing.assert_allclose(x_cf.to_numpy() - cohort.mix(s_cf), noise, atol=1e-9)
     # flip back from the counterfactual world: recover the factual sources and profiles
-    mean, sd = cohort.natural_parameters()
+    mean, sd = cohort.source_moments()
     s_back = mean + sd * ((s_cf - mean_cf) / sd_cf).to_numpy()
     np.testing.assert_allclose(s_back, cohort.sources, atol=1e-10)
     np.testing.assert_allclose(cohort.mix(s_back) + noise, cohort.genomic, atol=1e-9)
