@@ -263,13 +263,12 @@ class IDAE:
         model and (with `direct_path`, `state_path`) the direct and state paths (`idae.invert`)."""
         c, net = self.config, self.net
         design = self.design.transform(clinical).astype(float)
-        regressors = self._regressors(design)
         x = self._tensor(genomic)  # genomic is already checked and in the model's gene order (fit, refit_inversion)
         z = net.encode(x)  # what `encode` returns
         residuals = (x - net.decode(z)).double().cpu().numpy() if c.direct_path or c.state_path else None
         self.latent_model, effect, direction, state_effect = fit_inversion_paths(
-            z.double().cpu().numpy(), x.double().cpu().numpy(), residuals, design, regressors, self.design, c,
-            self._decode, self._regressors)  # fmt: skip
+            z.double().cpu().numpy(), x.double().cpu().numpy(), residuals, design, self.design, c, self._decode,
+            self._regressors)  # fmt: skip
         net.direct_effect.copy_(torch.as_tensor(effect, dtype=torch.float32))
         net.state_direction.copy_(torch.as_tensor(direction, dtype=torch.float32))
         net.state_effect.copy_(torch.as_tensor(state_effect, dtype=torch.float32))

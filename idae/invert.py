@@ -351,15 +351,16 @@ def fit_state_path(design_rows: np.ndarray, state: np.ndarray, residuals: np.nda
 
 def fit_inversion_paths(
     codes: np.ndarray, profiles: np.ndarray, residuals: np.ndarray | None, design_rows: np.ndarray,
-    regressors: np.ndarray, design: ClinicalDesign, config: Config, decode: Callable[[np.ndarray], np.ndarray],
+    design: ClinicalDesign, config: Config, decode: Callable[[np.ndarray], np.ndarray],
     regress: Callable[[np.ndarray], np.ndarray],
 ) -> tuple[LatentModel, np.ndarray, np.ndarray, np.ndarray]:
     """What inversion uses besides the network, fitted on the training patients: the factors' clinical model, and
     (with `config.direct_path`, `config.state_path`) the direct effects (q, p), the state directions (q, d) and
     the state effects (q, p), zero when a path is off. From their codes (n, d), profiles (n, p), the decoder's
-    residuals (n, p; None when both paths are off), design rows (n, q), the latent model's regressors, the
-    decoder `decode` (codes -> profiles) and `regress` (design rows -> the latent model's regressors)."""
+    residuals (n, p; None when both paths are off), design rows (n, q), the decoder `decode` (codes -> profiles)
+    and `regress` (design rows -> the latent model's regressors)."""
     c = config
+    regressors = regress(design_rows)
     by_design = c.inversion == "design"
     keep = design.contrast_columns()
     latent = fit_latent_model(
