@@ -22,6 +22,7 @@ from idae.data import subsample
 from idae.errors import IdaeError
 from idae.estimator import IDAE
 from idae.invert import apply_changes
+from idae.metrics import ranks  # notebook 05 reads it as cs.ranks beside signature_table
 
 Invert = Callable[[pd.DataFrame, pd.DataFrame, Any], pd.DataFrame]
 
@@ -300,14 +301,6 @@ def stratified_effect(genomic: pd.DataFrame, labels: pd.Series, low: str, high: 
     if weight == 0:
         raise IdaeError("no stratum holds both groups")
     return total / weight
-
-
-def ranks(effect: pd.Series) -> pd.Series:
-    """Rank of each gene by |effect| (1 = largest), ties broken by gene order."""
-    order = np.argsort(-np.abs(effect.to_numpy()), kind="stable")
-    out = np.empty(len(effect), dtype=int)
-    out[order] = np.arange(1, len(effect) + 1)
-    return pd.Series(out, index=effect.index, name="rank")
 
 
 def signature_table(effects: dict[str, pd.Series], genes: Sequence[str], top_share: float = 0.05) -> pd.DataFrame:

@@ -469,3 +469,11 @@ def cycle_consistency(original, round_trip) -> float:
     with np.errstate(invalid="ignore", divide="ignore"):
         r2 = np.where(ss_tot > 0, 1.0 - ss_res / ss_tot, np.nan)
     return _median(r2)
+
+
+def ranks(effect: pd.Series) -> pd.Series:
+    """Rank of each gene by |effect| (1 = largest), ties broken by gene order."""
+    order = np.argsort(-np.abs(effect.to_numpy()), kind="stable")
+    out = np.empty(len(effect), dtype=int)
+    out[order] = np.arange(1, len(effect) + 1)
+    return pd.Series(out, index=effect.index, name="rank")

@@ -12,6 +12,7 @@ import seaborn as sns
 from sklearn.decomposition import PCA
 
 from idae.files import replaced_file
+from idae.metrics import ranks
 
 
 def set_theme() -> None:
@@ -155,7 +156,7 @@ def volcano(mean: pd.Series, consistency: pd.Series, marked: dict[str, Sequence[
 
 def top_genes_figure(effect: pd.Series, marked: Sequence[str], n: int = 30, title: str = "") -> plt.Figure:
     """The n genes with the largest |effect|, signature genes in colour."""
-    top = effect.iloc[np.argsort(-np.abs(effect.to_numpy()), kind="stable")[:n]]  # the order of casestudy.ranks
+    top = effect.loc[ranks(effect).sort_values().index[:n]]
     colors = ["#c44e52" if g in marked else "#9fb8d8" for g in top.index]
     fig, ax = plt.subplots(figsize=(6, 0.22 * n + 1))
     ax.barh(np.arange(n)[::-1], top.to_numpy(), color=colors)

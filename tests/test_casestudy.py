@@ -10,7 +10,6 @@ from idae.casestudy import (
     group_effect,
     intervals,
     permutation_null,
-    ranks,
     signature_table,
     stratified_effect,
     subagged,
@@ -18,6 +17,7 @@ from idae.casestudy import (
 from idae.data import subsample
 from idae.errors import IdaeError
 from idae.inversion_baselines import fit_inversion
+from idae.metrics import ranks
 
 
 def test_intervals_cover_their_nominal_share_with_a_large_ensemble():
