@@ -141,10 +141,10 @@ def fit_codes(method: str, split: Split, seed: int, **options: Any) -> tuple[np.
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)  # the condition report is read from the model
             model.fit(split.genomic_train, split.clinical_train, validation=split.validation)
-        notes["epochs"] = len(model.history.train_objective)
-        notes["condition met"] = bool(model.condition.ok)
-        if model.history.val_objective:  # the held-out objective of the epoch kept (negative ELBO per gene)
-            notes["validation objective"] = model.history.val_objective[model.history.best_epoch]
+        notes["epochs"] = len(model.history_.train_objective)
+        notes["condition met"] = bool(model.condition_.ok)
+        if model.history_.val_objective:  # the held-out objective of the epoch kept (negative ELBO per gene)
+            notes["validation objective"] = model.history_.val_objective[model.history_.best_epoch]
         return model.encode(split.genomic_train), model.encode(split.genomic_test), notes
     if method not in LATENT_METHODS:
         raise IdaeError(f"method must be 'idae' or one of {LATENT_METHODS}, got {method!r}")

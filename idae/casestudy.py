@@ -65,7 +65,7 @@ class Ensemble:
 
     def invert(self, genomic: pd.DataFrame, clinical: pd.DataFrame, changes: Any) -> pd.DataFrame:
         """The members' mean counterfactual profile, as a DataFrame like `IDAE.invert`'s."""
-        genes = self.models[0].genes
+        genes = self.models[0].genes_
         return pd.DataFrame(self.profiles(genomic, clinical, changes).mean(axis=0), index=genomic.index, columns=genes)
 
 
@@ -109,7 +109,7 @@ def counterfactuals(
     for name, predictor in predictors.items():
         if isinstance(predictor, Ensemble):
             members[name] = predictor.profiles(genomic, clinical, changes)
-            genes = predictor.models[0].genes
+            genes = predictor.models[0].genes_
             predicted[name] = pd.DataFrame(members[name].mean(axis=0), index=genomic.index, columns=genes)
         else:
             predicted[name] = predictor.invert(genomic, clinical, changes)

@@ -4,6 +4,7 @@ column or patient."""
 
 from __future__ import annotations
 
+import numbers
 import reprlib
 from collections.abc import Hashable
 from typing import Any
@@ -108,6 +109,20 @@ def check_clinical(
             "use idae.align to match the tables"
         )
     return clinical.loc[index]
+
+
+def check_fit_options(validation: Any, checkpoint_every: Any) -> int | None:
+    """`IDAE.fit`'s `validation` (None or a (genomic, clinical) pair) and `checkpoint_every` (None or a positive
+    number of epochs, returned as an int); IdaeError naming the argument else."""
+    every = checkpoint_every
+    if every is not None and (isinstance(every, bool) or not isinstance(every, numbers.Integral) or every < 1):
+        raise IdaeError(f"checkpoint_every must be a positive number of epochs or None, got {every!r}")
+    if validation is not None and (not isinstance(validation, (tuple, list)) or len(validation) != 2):
+        size = f" of {len(validation)} item(s)" if isinstance(validation, (tuple, list)) else ""
+        raise IdaeError(
+            f"validation must be a (genomic, clinical) pair of DataFrames, got a {type(validation).__name__}{size}"
+        )
+    return None if every is None else int(every)
 
 
 def to_float32(values: np.ndarray, rows: pd.Index, columns: list[Any], name: str, kind: str) -> np.ndarray:

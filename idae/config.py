@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import inspect
 import math
 import numbers
 from typing import Any
@@ -20,143 +19,192 @@ def statistics_per_factor(head: str, linear_stage: bool, augmentation: tuple[str
     return 2 if head == "gaussian" or linear_stage else len(set(augmentation))
 
 
-def setting(default: Any, doc: str) -> Any:
-    """A `Config` field: its default and the one line `help(IDAE)` shows for it."""
-    return dataclasses.field(default=default, metadata={"doc": doc})
+def finite(value: numbers.Real) -> bool:
+    try:
+        return math.isfinite(value)
+    except OverflowError:  # an int beyond float's range
+        return False
+
+
+@dataclasses.dataclass(frozen=True)
+class Rule:
+    """What values one setting takes: its `kind` ("int", "float", "bool", "str" (one of `options`), "device", "ints"
+    or "strs": a tuple of positive integers or of `options`), an inclusive or exclusive range for numbers, and the
+    words its error message and `help(IDAE)` use for them. `Config.check` and the model-file checks read it."""
+
+    kind: str
+    words: str
+    low: float | None = None
+    high: float | None = None
+    low_open: bool = False
+    high_open: bool = False
+    options: tuple[str, ...] = ()
+
+    def allows_type(self, value: Any) -> bool:
+        """Whether `value` has this rule's type (bool is not a number; tuples and lists are sequences)."""
+        if self.kind == "bool":
+            return isinstance(value, bool)
+        if self.kind in ("str", "device"):
+            return isinstance(value, str)
+        if self.kind in ("int", "float"):
+            kind = numbers.Integral if self.kind == "int" else numbers.Real
+            return isinstance(value, kind) and not isinstance(value, bool) and (self.kind == "int" or finite(value))
+        item = int if self.kind == "ints" else str
+        return isinstance(value, (tuple, list)) and all(isinstance(v, item) and not isinstance(v, bool) for v in value)
+
+    def allows(self, value: Any) -> bool:
+        if not self.allows_type(value):
+            return False
+        if self.kind in ("int", "float"):
+            low_ok = self.low is None or (value > self.low if self.low_open else value >= self.low)
+            return low_ok and (self.high is None or (value < self.high if self.high_open else value <= self.high))
+        if self.kind == "str":
+            return value in self.options
+        if self.kind == "device":
+            return value in ("auto", "cpu") or value.startswith("cuda")
+        if self.kind == "ints":
+            return all(v > 0 for v in value)
+        if self.kind == "strs":
+            return bool(value) and not set(value) - set(self.options)
+        return True
+
+    def check(self, name: str, value: Any) -> None:
+        if not self.allows(value):
+            raise IdaeError(f"{name} must be {self.words}, got {value!r}")
+
+
+def integer(low: int, high: int | None = None, words: str = "a positive integer") -> Rule:
+    return Rule("int", words, low=low, high=high, high_open=True)
+
+
+def real(words: str, low: float = 0.0, high: float | None = None, low_open: bool = False,
+         high_open: bool = False) -> Rule:  # fmt: skip
+    return Rule("float", words, low=low, high=high, low_open=low_open, high_open=high_open)
+
+
+def choice(options: tuple[str, ...]) -> Rule:
+    return Rule("str", f"one of {options}", options=options)
+
+
+BOOLEAN = Rule("bool", "True or False")
+WIDTHS = Rule("ints", "a tuple of positive integers")
+TERMS = Rule("strs", f"a non-empty subset of {AUGMENTATIONS}", options=AUGMENTATIONS)
+CORRUPTION = real("a number of sds of its input in [0, 100]", high=100.0)  # beyond 100 the corruption is all there is
+NON_NEGATIVE = real("a non-negative finite number")
+POSITIVE = real("a positive finite number", low_open=True)
+
+
+def setting(default: Any, rule: Rule, doc: str) -> Any:
+    """A `Config` field: its default, the one line `help(IDAE)` shows for it and the `Rule` its values follow."""
+    return dataclasses.field(default=default, metadata={"doc": doc, "rule": rule})
 
 
 @dataclasses.dataclass
 class Config:
     """Every constructor argument of `IDAE`; the defaults are the project's best known settings (notebook 04)."""
 
-    latent_dim: int = setting(6, "number of factors d")
-    objective: str = setting("ivae", '"ivae" (evidence lower bound), "infonce" or "dsm" (the seed\'s energy '
-                             "estimators)")
-    head: str = setting("gaussian", '"gaussian" (positive precision, exact log-partition) or "energy" (the '
-                        "seed's free natural parameters)")
-    augmentation: tuple[str, ...] = setting(AUGMENTATIONS, 'T(z) of the "energy" head; the Gaussian head uses [z, z²]')
-    components_per_factor: int = setting(2, "whitened principal components the encoder reads, per factor; 0: every "
-                                         "gene")
-    encoder_hidden: tuple[int, ...] = setting((128, 128), "hidden layer widths of the encoder MLP")
-    condition_hidden: tuple[int, ...] = setting((), "hidden layer widths of the condition encoder (empty: linear)")
-    decoder_hidden: tuple[int, ...] = setting((128, 128), "hidden layer widths of the decoder MLP")
-    spectral_norm: bool = setting(True, "spectral normalisation of the encoder's layers")
-    linear_stage: bool = setting(True, "the conditional maximum-likelihood linear map after training (idae.unmixing)")
-    noise: float = setting(0.0, "corruption sd of the genes the encoder reads, in units of each gene's sd")
-    component_noise: float = setting(0.0, "corruption sd of the whitened components the encoder reads (their sds)")
-    decoder_noise: float = setting(0.0, "noise sd added to the factors the decoder reads while training")
-    reconstruction_weight: float = setting(1.0, 'weight of the reconstruction term ("infonce" and "dsm")')
-    contrastive_weight: float = setting(50.0, '"ivae": weight of the InfoNCE term beside the ELBO (both nats per '
-                                        "patient)")
-    detach_decoder: bool = setting(False, '"infonce" / "dsm": the reconstruction term does not train the encoder')
-    max_epochs: int = setting(1000, "upper bound on training epochs (early stopping usually ends sooner)")
-    batch_size: int = setting(256, "patients per optimisation step")
-    learning_rate: float = setting(1e-3, "Adam step size")
-    weight_decay: float = setting(1e-4, "Adam weight decay")
-    warmup_epochs: int = setting(10, "epochs of linear learning-rate warm-up (then cosine decay to 5% at max_epochs)")
-    patience: int = setting(40, "epochs without a better validation objective before training stops")
-    clip_norm: float = setting(1.0, "gradient norm clipping threshold")
-    val_fraction: float = setting(0.15, "share of the training patients held out for early stopping when fit gets no "
-                                  "validation set")
-    missing_weight: float = setting(0.5, "a patient with every clinical cell missing counts 1 - this")
-    inversion: str = setting("design", 'regressors of the factors\' clinical model: "design" or "energy"')
-    inversion_shrinkage: bool = setting(True, "empirical-Bayes shrinkage of the coefficients of the factors' clinical "
-                                          "model (idae.invert)")
-    latent_interactions: bool = setting(True, "that model also has products of two clinical columns where a test "
-                                          "keeps them")
-    direct_path: bool = setting(True, "inversion also moves genes by the clinical effects the factors do not carry")
-    state_path: bool = setting(True, "inversion also moves genes by the part of the direct effects that depends "
-                                 "on the patient's state")
-    state_basis: str = setting("factors", 'the state the state path reads: the factors z ("factors") or their '
-                               'position given y ("position")')
-    state_direction_null: float = setting(0.1, "the state path's direction is read off the genes whose posterior "
-                                          "probability of no effect is below this, in (0, 0.5]")
-    direct_basis: str = setting("surer", 'the direct path\'s effects: on the decoder\'s residuals ("residuals"), '
-                                'anchored to the total effects ("totals"), or per gene the one surer that the gene '
-                                'moves ("surer"; idae.invert)')
-    device: str = setting("auto", '"auto" (a GPU when there is one), "cpu" or "cuda[:n]"')
-    seed: int = setting(0, "seed of every random draw of fit (initialisation, batches, corruption, splits)")
-    progress: bool = setting(True, "progress bar while training")
+    latent_dim: int = setting(6, integer(1), "number of factors d")
+    objective: str = setting("ivae", choice(OBJECTIVES), '"ivae" (evidence lower bound), "infonce" or "dsm" (the '
+                             "seed's energy estimators)")
+    head: str = setting("gaussian", choice(HEADS), '"gaussian" (positive precision, exact log-partition) or "energy" '
+                        "(the seed's free natural parameters)")
+    augmentation: tuple[str, ...] = setting(AUGMENTATIONS, TERMS, 'T(z) of the "energy" head; the Gaussian head uses '
+                                            "[z, z²]")
+    components_per_factor: int = setting(2, integer(0, words="a non-negative integer"), "whitened principal "
+                                         "components the encoder reads, per factor; 0: every gene")
+    encoder_hidden: tuple[int, ...] = setting((128, 128), WIDTHS, "hidden layer widths of the encoder MLP")
+    condition_hidden: tuple[int, ...] = setting((), WIDTHS, "hidden layer widths of the condition encoder (empty: "
+                                                "linear)")
+    decoder_hidden: tuple[int, ...] = setting((128, 128), WIDTHS, "hidden layer widths of the decoder MLP")
+    spectral_norm: bool = setting(True, BOOLEAN, "spectral normalisation of the encoder's layers")
+    linear_stage: bool = setting(True, BOOLEAN, "the conditional maximum-likelihood linear map after training "
+                                 "(idae.unmixing)")
+    noise: float = setting(0.0, CORRUPTION, "corruption sd of the genes the encoder reads, in units of each gene's sd")
+    component_noise: float = setting(0.0, CORRUPTION, "corruption sd of the whitened components the encoder reads "
+                                     "(their sds)")
+    decoder_noise: float = setting(0.0, CORRUPTION, "noise sd added to the factors the decoder reads while training")
+    reconstruction_weight: float = setting(1.0, NON_NEGATIVE, 'weight of the reconstruction term ("infonce" and '
+                                           '"dsm")')
+    contrastive_weight: float = setting(50.0, NON_NEGATIVE, '"ivae": weight of the InfoNCE term beside the ELBO (both '
+                                        "nats per patient)")
+    detach_decoder: bool = setting(False, BOOLEAN, '"infonce" / "dsm": the reconstruction term does not train the '
+                                   "encoder")
+    max_epochs: int = setting(1000, integer(1), "upper bound on training epochs (early stopping usually ends sooner)")
+    batch_size: int = setting(256, integer(1), "patients per optimisation step")
+    learning_rate: float = setting(1e-3, POSITIVE, "Adam step size")
+    weight_decay: float = setting(1e-4, NON_NEGATIVE, "Adam weight decay")
+    warmup_epochs: int = setting(10, integer(1), "epochs of linear learning-rate warm-up (then cosine decay to 5% at "
+                                 "max_epochs)")
+    patience: int = setting(40, integer(1), "epochs without a better validation objective before training stops")
+    clip_norm: float = setting(1.0, POSITIVE, "gradient norm clipping threshold")
+    val_fraction: float = setting(0.15, real("a share in [0, 0.5)", high=0.5, high_open=True), "share of the "
+                                  "training patients held out for early stopping when fit gets no validation set")
+    missing_weight: float = setting(0.5, real("a share in [0, 1)", high=1.0, high_open=True), "a patient with every "
+                                    "clinical cell missing counts 1 - this")
+    inversion: str = setting("design", choice(METHODS), 'regressors of the factors\' clinical model: "design" or '
+                             '"energy"')
+    inversion_shrinkage: bool = setting(True, BOOLEAN, "empirical-Bayes shrinkage of the coefficients of the factors' "
+                                        "clinical model (idae.invert)")
+    latent_interactions: bool = setting(True, BOOLEAN, "that model also has products of two clinical columns where a "
+                                        "test keeps them")
+    direct_path: bool = setting(True, BOOLEAN, "inversion also moves genes by the clinical effects the factors do not "
+                                "carry")
+    state_path: bool = setting(True, BOOLEAN, "inversion also moves genes by the part of the direct effects that "
+                               "depends on the patient's state")
+    state_basis: str = setting("factors", choice(STATE_BASES), 'the state the state path reads: the factors z '
+                               '("factors") or their position given y ("position")')
+    state_direction_null: float = setting(
+        0.1, real("a probability of no effect in (0, 0.5] (the state path's genes are those below 0.5)", high=0.5,
+                  low_open=True),
+        "the state path's direction is read off the genes whose posterior probability of no effect is below this",
+    )  # fmt: skip
+    direct_basis: str = setting("surer", choice(DIRECT_BASES), 'the direct path\'s effects: on the decoder\'s '
+                                'residuals ("residuals"), anchored to the total effects ("totals"), or per gene the '
+                                'one surer that the gene moves ("surer"; idae.invert)')
+    device: str = setting("auto", Rule("device", "'auto', 'cpu' or 'cuda[:n]'"), '"auto" (a GPU when there is one), '
+                          '"cpu" or "cuda[:n]"')
+    seed: int = setting(0, integer(0, 2**32, words="an integer in [0, 2**32)"), "seed of every random draw of fit "
+                        "(initialisation, batches, corruption, splits)")
+    progress: bool = setting(True, BOOLEAN, "progress bar while training")
 
     def check(self) -> None:
-        def positive_int(name: str) -> None:
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise IdaeError(f"{name} must be a positive integer, got {value!r}")
-
-        for name in ("latent_dim", "max_epochs", "batch_size", "warmup_epochs", "patience"):
-            positive_int(name)
-        value = self.components_per_factor
-        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-            raise IdaeError(f"components_per_factor must be a non-negative integer, got {value!r}")
-        for name in (f.name for f in dataclasses.fields(self) if isinstance(f.default, bool)):
-            if not isinstance(getattr(self, name), bool):
-                raise IdaeError(f"{name} must be True or False, got {getattr(self, name)!r}")
-        if self.objective not in OBJECTIVES:
-            raise IdaeError(f"objective must be one of {OBJECTIVES}, got {self.objective!r}")
-        if self.head not in HEADS:
-            raise IdaeError(f"head must be one of {HEADS}, got {self.head!r}")
+        """Each setting against its `Rule`, then the rules that tie settings together; IdaeError naming the first
+        setting that breaks one."""
+        for f in dataclasses.fields(self):
+            f.metadata["rule"].check(f.name, getattr(self, f.name))
         if self.objective == "ivae" and self.head != "gaussian":
             raise IdaeError("objective 'ivae' needs head='gaussian' (its prior is the Gaussian head)")
         if self.objective == "ivae" and self.detach_decoder:
             raise IdaeError("objective 'ivae' trains the encoder through its decoder: detach_decoder must be False")
-        terms = self.augmentation
-        valid = not isinstance(terms, str) and all(isinstance(t, str) for t in terms)
-        if not valid or not terms or set(terms) - set(AUGMENTATIONS):
-            raise IdaeError(f"augmentation must be a non-empty subset of {AUGMENTATIONS}, got {self.augmentation}")
-        for name in ("encoder_hidden", "condition_hidden", "decoder_hidden"):
-            sizes = getattr(self, name)
-            if not all(isinstance(s, int) and not isinstance(s, bool) and s > 0 for s in sizes):
-                raise IdaeError(f"{name} must be a tuple of positive integers, got {sizes!r}")
-        def finite_number(name: str) -> float:
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
-                raise IdaeError(f"{name} must be a finite number, got {value!r}")
-            return float(value)
-
-        for name in ("learning_rate", "clip_norm"):
-            if not finite_number(name) > 0:
-                raise IdaeError(f"{name} must be positive, got {getattr(self, name)!r}")
-        if self.objective == "dsm" and not finite_number("noise") > 0:
+        if self.objective == "dsm" and not self.noise > 0:
             raise IdaeError(f"objective 'dsm' needs a positive noise (its corruption), got {self.noise!r}")
-        for name in ("noise", "component_noise", "decoder_noise", "reconstruction_weight", "contrastive_weight",
-                     "weight_decay", "val_fraction", "missing_weight"):
-            if not finite_number(name) >= 0:
-                raise IdaeError(f"{name} must be non-negative, got {getattr(self, name)!r}")
-        for name in ("noise", "component_noise", "decoder_noise"):  # in sds: beyond 100 the corruption is all there is
-            if getattr(self, name) > 100:
-                raise IdaeError(f"{name} is in sds of its input and must be at most 100, got {getattr(self, name)!r}")
-        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or not 0 <= self.seed < 2**32:
-            raise IdaeError(f"seed must be an integer in [0, 2**32), got {self.seed!r}")
-        if not 0 <= self.val_fraction < 0.5:
-            raise IdaeError(f"val_fraction must be in [0, 0.5), got {self.val_fraction!r}")
-        if not 0 <= self.missing_weight < 1:
-            raise IdaeError(f"missing_weight must be in [0, 1), got {self.missing_weight!r}")
-        if self.inversion not in METHODS:
-            raise IdaeError(f"inversion must be one of {METHODS}, got {self.inversion!r}")
-        if not 0 < finite_number("state_direction_null") <= 0.5:
-            raise IdaeError("state_direction_null is a probability of no effect in (0, 0.5] (the state path's genes "
-                            f"are those below 0.5), got {self.state_direction_null!r}")
-        if self.state_basis not in STATE_BASES:
-            raise IdaeError(f"state_basis must be one of {STATE_BASES}, got {self.state_basis!r}")
-        if self.direct_basis not in DIRECT_BASES:
-            raise IdaeError(f"direct_basis must be one of {DIRECT_BASES}, got {self.direct_basis!r}")
-        if self.device not in ("auto", "cpu") and not str(self.device).startswith("cuda"):
-            raise IdaeError(f"device must be 'auto', 'cpu' or 'cuda[:n]', got {self.device!r}")
+
+
+def checked_config(settings: dict[str, Any]) -> Config:
+    """The `Config` of `settings` (every field by name), checked; IdaeError naming the setting else. Sequences of
+    augmentation terms or layer widths (lists from a caller or a JSON model file) become tuples."""
+    settings = dict(settings)
+    for key in ("augmentation", "encoder_hidden", "condition_hidden", "decoder_hidden"):
+        if not isinstance(settings[key], str):
+            try:
+                settings[key] = tuple(settings[key])
+            except TypeError:
+                raise IdaeError(f"{key} must be a sequence, got {settings[key]!r}") from None
+    config = Config(**settings)
+    config.check()
+    return config
+
+
+FIELDS = tuple(f.name for f in dataclasses.fields(Config))  # the settings, in `IDAE.__init__`'s order
 
 
 def parameters_doc(indent: str = "    ") -> str:
-    """The numpydoc "Parameters" entries of every `Config` field: name, type, default and its line."""
+    """The numpydoc "Parameters" entries of every `Config` field: name, type, default, its line, a number's range."""
     lines = []
     for f in dataclasses.fields(Config):
         kind = f.type if isinstance(f.type, str) else getattr(f.type, "__name__", str(f.type))
-        lines += [f"{indent}{f.name} : {kind}, default {f.default!r}", f"{indent}    {f.metadata['doc']}"]
+        rule = f.metadata["rule"]  # the docs name the choices; the range of a number is worth adding
+        words = f"; {rule.words}" if rule.kind in ("int", "float") else ""
+        lines += [f"{indent}{f.name} : {kind}, default {f.default!r}", f"{indent}    {f.metadata['doc']}{words}"]
     return "\n".join(lines)
 
-
-def signature(first: list[inspect.Parameter]) -> inspect.Signature:
-    """`first` (self, latent_dim) then every other `Config` field as a keyword-only parameter with its default."""
-    named = {p.name for p in first}
-    rest = [inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY, default=f.default, annotation=f.type)
-            for f in dataclasses.fields(Config) if f.name not in named]  # fmt: skip
-    return inspect.Signature([*first, *rest])

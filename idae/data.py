@@ -330,6 +330,16 @@ def stratified_split(
     return labels
 
 
+def hold_out(genomic: pd.DataFrame, clinical: pd.DataFrame, fraction: float, seed: int
+             ) -> tuple[pd.DataFrame, pd.DataFrame, tuple[pd.DataFrame, pd.DataFrame]]:  # fmt: skip
+    """A random `fraction` of the patients (at least 2; seeded) held out for early stopping: the training genomic
+    and clinical tables and the (genomic, clinical) pair held out, each in the input's row order."""
+    order = np.random.default_rng(seed).permutation(len(genomic))
+    n_val = max(2, round(fraction * len(genomic)))
+    val_ids, train_ids = genomic.index[order[:n_val]], genomic.index[order[n_val:]]
+    return genomic.loc[train_ids], clinical.loc[train_ids], (genomic.loc[val_ids], clinical.loc[val_ids])
+
+
 def subsample(genomic: pd.DataFrame, clinical: pd.DataFrame, seed: int, fraction: float = 0.8
               ) -> tuple[pd.DataFrame, pd.DataFrame]:  # fmt: skip
     """round(fraction · n) of the n patients, drawn without replacement (`numpy.random.default_rng(seed)`): the

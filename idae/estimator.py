@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import inspect
 import io
-import numbers
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -17,9 +16,9 @@ import torch
 
 from idae import modelfile, unmixing
 from idae.checkpoint import checkpoint_path, fingerprint
-from idae.checks import check_clinical, check_genomic, to_float32
-from idae.config import Config, parameters_doc, signature, statistics_per_factor
-from idae.data import Standardizer
+from idae.checks import check_clinical, check_fit_options, check_genomic, to_float32
+from idae.config import FIELDS, Config, checked_config, parameters_doc, statistics_per_factor
+from idae.data import Standardizer, hold_out
 from idae.design import ClinicalDesign
 from idae.errors import IdaeError, IdentifiabilityWarning
 from idae.invert import (
@@ -31,14 +30,15 @@ from idae.invert import (
 )
 from idae.metrics import ConditionReport, condition_check
 from idae.model import IDAENet
-from idae.train import History, resolve_device, seed_everything, train
+from idae.train import History, Objective, resolve_device, seed_everything, train
 
 
 class IDAE:
     """Identifiable denoising autoencoder of genomic profiles conditioned on clinical variables.
 
     Every setting has a default (the project's best known, notebook 04), so `IDAE(latent_dim=...)` is a complete
-    configuration; the settings are stored in `config` (a `Config`).
+    configuration; the settings are stored in `config` (a `Config`). What `fit` learns carries a trailing
+    underscore, as in scikit-learn.
 
     Parameters
     ----------
@@ -48,19 +48,19 @@ class IDAE:
     ----------
     config : Config
         the settings above
-    net : IDAENet or None
+    net_ : IDAENet or None
         the trained network (None until `fit`)
-    genes : list of str
+    genes_ : list of str
         the genes the model reads, in its order
-    standardizer : Standardizer
+    standardizer_ : Standardizer
         per-gene mean and sd of the training patients
-    design : ClinicalDesign
+    design_ : ClinicalDesign
         the clinical design matrix fitted on the training patients
-    latent_model : LatentModel
+    latent_model_ : LatentModel
         the factors' clinical model that `invert` moves
-    history : History
+    history_ : History
         per-epoch training and validation losses
-    condition : ConditionReport
+    condition_ : ConditionReport
         the identifiability condition on the training patients
 
     Examples
@@ -70,26 +70,38 @@ class IDAE:
     >>> x_cf = model.invert(genomic, clinical, {"er": "pos"})
     """
 
-    def __init__(self, latent_dim: int = 6, **kwargs: Any):
-        names = {f.name for f in dataclasses.fields(Config)}
-        unknown = sorted(set(kwargs) - names)
+    def __init__(
+        self, latent_dim: int = Config.latent_dim, *,
+        objective: str = Config.objective, head: str = Config.head, augmentation: Sequence[str] = Config.augmentation,
+        components_per_factor: int = Config.components_per_factor,
+        encoder_hidden: Sequence[int] = Config.encoder_hidden,
+        condition_hidden: Sequence[int] = Config.condition_hidden,
+        decoder_hidden: Sequence[int] = Config.decoder_hidden, spectral_norm: bool = Config.spectral_norm,
+        linear_stage: bool = Config.linear_stage, noise: float = Config.noise,
+        component_noise: float = Config.component_noise, decoder_noise: float = Config.decoder_noise,
+        reconstruction_weight: float = Config.reconstruction_weight,
+        contrastive_weight: float = Config.contrastive_weight, detach_decoder: bool = Config.detach_decoder,
+        max_epochs: int = Config.max_epochs, batch_size: int = Config.batch_size,
+        learning_rate: float = Config.learning_rate, weight_decay: float = Config.weight_decay,
+        warmup_epochs: int = Config.warmup_epochs, patience: int = Config.patience, clip_norm: float = Config.clip_norm,
+        val_fraction: float = Config.val_fraction, missing_weight: float = Config.missing_weight,
+        inversion: str = Config.inversion, inversion_shrinkage: bool = Config.inversion_shrinkage,
+        latent_interactions: bool = Config.latent_interactions, direct_path: bool = Config.direct_path,
+        state_path: bool = Config.state_path, state_basis: str = Config.state_basis,
+        state_direction_null: float = Config.state_direction_null, direct_basis: str = Config.direct_basis,
+        device: str = Config.device, seed: int = Config.seed, progress: bool = Config.progress, **unknown: Any,
+    ):  # fmt: skip  # every setting is a `Config` field: its default, its line of help and its checks live there
+        given = locals()
         if unknown:
-            raise IdaeError(f"unknown IDAE arguments {unknown}; known: {sorted(names)}")
-        for key in ("augmentation", "encoder_hidden", "condition_hidden", "decoder_hidden"):
-            if key in kwargs and not isinstance(kwargs[key], str):
-                try:
-                    kwargs[key] = tuple(kwargs[key])
-                except TypeError:
-                    raise IdaeError(f"{key} must be a sequence, got {kwargs[key]!r}") from None
-        self.config = Config(latent_dim=latent_dim, **kwargs)
-        self.config.check()
-        self.net: IDAENet | None = None
-        self.genes: list[str] = []
-        self.standardizer: Standardizer | None = None
-        self.design: ClinicalDesign | None = None
-        self.history: History | None = None
-        self.latent_model: LatentModel | None = None
-        self.condition: ConditionReport | None = None
+            raise IdaeError(f"unknown IDAE arguments {sorted(unknown)}; known: {sorted(FIELDS)}")
+        self.config = checked_config({name: given[name] for name in FIELDS})
+        self.net_: IDAENet | None = None
+        self.genes_: list[str] = []
+        self.standardizer_: Standardizer | None = None
+        self.design_: ClinicalDesign | None = None
+        self.history_: History | None = None
+        self.latent_model_: LatentModel | None = None
+        self.condition_: ConditionReport | None = None
 
     def __repr__(self) -> str:
         changed = {
@@ -103,20 +115,20 @@ class IDAE:
 
     def _genomic(self, genomic: pd.DataFrame, fitted: bool) -> pd.DataFrame:
         """The finite float table of the model's genes (`fitted`) or of all genes (fit); IdaeError else."""
-        return check_genomic(genomic, self.genes if fitted else None)
+        return check_genomic(genomic, self.genes_ if fitted else None)
 
     def _clinical(self, clinical: pd.DataFrame, index: pd.Index, columns: list[str] | None = None) -> pd.DataFrame:
         """`clinical`'s rows for the patients in `index`; each of `columns` (all when None) named once."""
         return check_clinical(clinical, index, columns)
 
     def _check_fitted(self) -> IDAENet:
-        if self.net is None:
+        if self.net_ is None:
             raise IdaeError("this IDAE is not fitted yet: call fit(genomic, clinical) or IDAE.load(path)")
-        return self.net
+        return self.net_
 
     def _tensor(self, genomic: pd.DataFrame) -> torch.Tensor:
-        assert self.standardizer is not None
-        z = self.standardizer.transform(genomic).to_numpy(dtype=np.float64)
+        assert self.standardizer_ is not None
+        z = self.standardizer_.transform(genomic).to_numpy(dtype=np.float64)
         x = to_float32(z, genomic.index, list(genomic.columns), "genomic", "gene")  # 1e300 must not become inf
         return torch.from_numpy(x).to(self.device)
 
@@ -127,13 +139,15 @@ class IDAE:
         return net.decode(torch.as_tensor(codes, dtype=torch.float32, device=self.device)).cpu().numpy()
 
     @torch.no_grad()
+    def _natural(self, design_rows: np.ndarray) -> np.ndarray:
+        """λ(y) of the factors for design rows (n, q): (n, k·latent_dim), float64."""
+        y = torch.as_tensor(design_rows, dtype=torch.float32, device=self.device)
+        return self._check_fitted().factor_natural_parameters(y).double().cpu().numpy()
+
     def _regressors(self, design_rows: np.ndarray) -> np.ndarray:
         """The factors' clinical model's regressors for design rows (n, q): the rows themselves (inversion "design")
         or the natural parameters λ(y) (n, k·latent_dim; "energy")."""
-        if self.config.inversion == "design":
-            return design_rows
-        y = torch.as_tensor(design_rows, dtype=torch.float32, device=self.device)
-        return self._check_fitted().factor_natural_parameters(y).double().cpu().numpy()
+        return design_rows if self.config.inversion == "design" else self._natural(design_rows)
 
     def _weights(self, clinical: pd.DataFrame) -> torch.Tensor:
         missing_share = clinical.isna().mean(axis=1).to_numpy()
@@ -182,33 +196,22 @@ class IDAE:
         """
         c = self.config
         checkpoint = checkpoint_path(checkpoint) if checkpoint is not None else None
-        every = checkpoint_every
-        if every is not None and (isinstance(every, bool) or not isinstance(every, numbers.Integral) or every < 1):
-            raise IdaeError(f"checkpoint_every must be a positive number of epochs or None, got {every!r}")
-        if validation is not None and (not isinstance(validation, (tuple, list)) or len(validation) != 2):
-            size = f" of {len(validation)} item(s)" if isinstance(validation, (tuple, list)) else ""
-            raise IdaeError(
-                f"validation must be a (genomic, clinical) pair of DataFrames, got a {type(validation).__name__}{size}"
-            )
+        every = check_fit_options(validation, checkpoint_every)
         genomic = self._genomic(genomic, fitted=False)
         clinical = self._clinical(clinical, genomic.index)
         if len(genomic) < 8:
             raise IdaeError(f"fit needs at least 8 patients, got {len(genomic)}")
         seed_everything(c.seed)
-        self.genes = list(genomic.columns)
+        self.genes_ = list(genomic.columns)
         if validation is None and c.val_fraction > 0 and len(genomic) >= 20:
-            order = np.random.default_rng(c.seed).permutation(len(genomic))
-            n_val = max(2, round(c.val_fraction * len(genomic)))
-            val_ids, train_ids = genomic.index[order[:n_val]], genomic.index[order[n_val:]]
-            validation = (genomic.loc[val_ids], clinical.loc[val_ids])
-            genomic, clinical = genomic.loc[train_ids], clinical.loc[train_ids]
-        self.standardizer = Standardizer.fit(genomic)
-        self.design = ClinicalDesign.fit(clinical)
+            genomic, clinical, validation = hold_out(genomic, clinical, c.val_fraction, c.seed)
+        self.standardizer_ = Standardizer.fit(genomic)
+        self.design_ = ClinicalDesign.fit(clinical)
         rng = np.random.default_rng(c.seed)
         x_train = self._tensor(genomic)
         w_train = self._weights(clinical)
 
-        draw = self.design.sampler(clinical, rng)
+        draw = self.design_.sampler(clinical, rng)
 
         def design_train() -> torch.Tensor:
             return torch.from_numpy(draw()).to(self.device)
@@ -218,42 +221,40 @@ class IDAE:
             g_val = self._genomic(validation[0], fitted=True)
             c_val = self._clinical(validation[1], g_val.index)
             x_val, w_val = self._tensor(g_val), self._weights(c_val)
-            y_val = torch.from_numpy(self.design.transform(c_val)).to(self.device)
+            y_val = torch.from_numpy(self.design_.transform(c_val)).to(self.device)
 
-        self.net = self.build_network(len(self.genes), self.design.width).to(self.device)
-        self.net.start_at_pca(x_train)
+        self.net_ = self.build_network(len(self.genes_), self.design_.width).to(self.device)
+        self.net_.start_at_pca(x_train)
         run = None
         if checkpoint is not None:  # what a checkpoint must match to be resumed by this fit
             settings = {**dataclasses.asdict(c), "device": str(self.device)}
             del settings["progress"]
             run = fingerprint(settings, {
-                "genes": self.genes, "clinical design columns": [str(col) for col in self.design.columns],
-                "clinical design": self.design.to_dict(), "training design": self.design.transform(clinical),
+                "genes": self.genes_, "clinical design columns": [str(col) for col in self.design_.columns],
+                "clinical design": self.design_.to_dict(), "training design": self.design_.transform(clinical),
                 "missing clinical cells": clinical.isna().to_numpy(), "training genomic": x_train,
                 "training weights": w_train, "validation genomic": x_val, "validation design": y_val,
                 "validation weights": w_val,
             })  # fmt: skip
-        self.history = train(
-            self.net, x_train, design_train, w_train, x_val, y_val, w_val,
-            objective=c.objective, noise=c.noise, reconstruction_weight=c.reconstruction_weight,
-            contrastive_weight=c.contrastive_weight, max_epochs=c.max_epochs, batch_size=c.batch_size,
-            learning_rate=c.learning_rate,
-            weight_decay=c.weight_decay, warmup_epochs=c.warmup_epochs, patience=c.patience,
-            clip_norm=c.clip_norm, detach_decoder=c.detach_decoder, progress=c.progress, checkpoint=checkpoint,
-            checkpoint_every=None if every is None else int(every), fingerprint=run, rng=rng,
+        objective = Objective(c.objective, c.noise, c.reconstruction_weight, c.contrastive_weight, c.detach_decoder)
+        self.history_ = train(
+            self.net_, x_train, design_train, w_train, x_val, y_val, w_val, objective=objective,
+            max_epochs=c.max_epochs, batch_size=c.batch_size, learning_rate=c.learning_rate,
+            weight_decay=c.weight_decay, warmup_epochs=c.warmup_epochs, patience=c.patience, clip_norm=c.clip_norm,
+            progress=c.progress, checkpoint=checkpoint, checkpoint_every=every, fingerprint=run, rng=rng,
         )  # fmt: skip
-        self.net.eval()
-        design = self.design.transform(clinical)
+        self.net_.eval()
+        design = self.design_.transform(clinical)
         if c.linear_stage:
             with torch.no_grad():
-                codes = self.net.codes(x_train).double().cpu().numpy()
+                codes = self.net_.codes(x_train).double().cpu().numpy()
             stage = unmixing.fit(codes, design, seed=c.seed)
             as_tensor = lambda a: torch.as_tensor(a, dtype=torch.float32, device=self.device)  # noqa: E731
-            self.net.set_unmixing(as_tensor(stage.centre), as_tensor(stage.weight), as_tensor(stage.head_weight),
+            self.net_.set_unmixing(as_tensor(stage.centre), as_tensor(stage.weight), as_tensor(stage.head_weight),
                                   as_tensor(stage.head_bias))  # fmt: skip
-        self.condition = self.condition_report(clinical)
-        if self.condition.warning:
-            warnings.warn(f"IDAE.fit: {self.condition.warning}", IdentifiabilityWarning, stacklevel=2)
+        self.condition_ = self.condition_report(clinical)
+        if self.condition_.warning:
+            warnings.warn(f"IDAE.fit: {self.condition_.warning}", IdentifiabilityWarning, stacklevel=2)
         self._fit_inversion(genomic, clinical)
         return self
 
@@ -261,13 +262,13 @@ class IDAE:
     def _fit_inversion(self, genomic: pd.DataFrame, clinical: pd.DataFrame) -> None:
         """Fit what `invert` uses besides the network, on the training patients: the factors' clinical
         model and (with `direct_path`, `state_path`) the direct and state paths (`idae.invert`)."""
-        c, net = self.config, self.net
-        design = self.design.transform(clinical).astype(float)
+        c, net = self.config, self.net_
+        design = self.design_.transform(clinical).astype(float)
         x = self._tensor(genomic)  # genomic is already checked and in the model's gene order (fit, refit_inversion)
         z = net.encode(x)  # what `encode` returns
         residuals = (x - net.decode(z)).double().cpu().numpy() if c.direct_path or c.state_path else None
-        self.latent_model, effect, direction, state_effect = fit_inversion_paths(
-            z.double().cpu().numpy(), x.double().cpu().numpy(), residuals, design, self.design, c, self._decode,
+        self.latent_model_, effect, direction, state_effect = fit_inversion_paths(
+            z.double().cpu().numpy(), x.double().cpu().numpy(), residuals, design, self.design_, c, self._decode,
             self._regressors)  # fmt: skip
         net.direct_effect.copy_(torch.as_tensor(effect, dtype=torch.float32))
         net.state_direction.copy_(torch.as_tensor(direction, dtype=torch.float32))
@@ -288,7 +289,7 @@ class IDAE:
         config = dataclasses.replace(self.config, **settings)
         config.check()
         genomic = self._genomic(genomic, fitted=True)
-        clinical = self._clinical(clinical, genomic.index, self.design.columns)
+        clinical = self._clinical(clinical, genomic.index, self.design_.columns)
         out = copy.deepcopy(self)
         out.config = config
         out._fit_inversion(genomic, clinical)
@@ -308,8 +309,8 @@ class IDAE:
         """The identifiability condition on these patients' clinical profiles (see `metrics.condition_check`):
         distinct profiles, rank of the design, and rank of the fitted model's natural-parameter differences."""
         self._check_fitted()
-        clinical = self._clinical(clinical, clinical.index, self.design.columns)
-        y = self.design.transform(clinical)
+        clinical = self._clinical(clinical, clinical.index, self.design_.columns)
+        y = self.design_.transform(clinical)
         c = self.config
         return condition_check(y, c.latent_dim, n_terms=statistics_per_factor(c.head, c.linear_stage, c.augmentation),
                                natural_parameters=self.natural_parameters(clinical))  # fmt: skip
@@ -343,8 +344,8 @@ class IDAE:
         genomic = self._genomic(genomic, fitted=True)
         x_hat = net.reconstruct(self._tensor(genomic))
         refuse_overflow(x_hat, genomic.index)
-        out = pd.DataFrame(x_hat.double().cpu().numpy(), index=genomic.index, columns=self.genes)
-        return self.standardizer.inverse(out)
+        out = pd.DataFrame(x_hat.double().cpu().numpy(), index=genomic.index, columns=self.genes_)
+        return self.standardizer_.inverse(out)
 
     @torch.no_grad()
     def natural_parameters(self, clinical: pd.DataFrame) -> np.ndarray:
@@ -353,9 +354,8 @@ class IDAE:
         With the Gaussian head or the linear stage, k = 2 and λ = [m/v, -1/(2v)] per factor (mean m, variance v
         given y); with the energy head and no stage, the head's free λ over the augmentation terms.
         """
-        net = self._check_fitted()
-        y = torch.from_numpy(self.design.transform(clinical)).to(self.device)
-        return net.factor_natural_parameters(y).double().cpu().numpy()
+        self._check_fitted()
+        return self._natural(self.design_.transform(clinical))
 
     def invert(
         self,
@@ -388,23 +388,23 @@ class IDAE:
         """
         net = self._check_fitted()
         genomic = self._genomic(genomic, fitted=True)
-        clinical = self._clinical(clinical, genomic.index, self.design.columns)
-        new_clinical = apply_changes(clinical, changes, self.design.columns)
+        clinical = self._clinical(clinical, genomic.index, self.design_.columns)
+        new_clinical = apply_changes(clinical, changes, self.design_.columns)
         x = self._tensor(genomic)
         with torch.no_grad():
             codes = net.encode(x)
             reconstruction = net.decode(codes)
         refuse_overflow(reconstruction, genomic.index)
 
-        designs = [self.design.transform(c).astype(float) for c in (clinical, new_clinical)]
+        designs = [self.design_.transform(c).astype(float) for c in (clinical, new_clinical)]
         regressors = [self._regressors(d) for d in designs]
         paths = {name: getattr(net, name).double().cpu().numpy()
                  for name in ("direct_effect", "state_direction", "state_effect")}  # fmt: skip
         delta = counterfactual_change(
-            codes.double().cpu().numpy(), reconstruction.cpu().numpy(), self._decode, self.latent_model, *regressors,
+            codes.double().cpu().numpy(), reconstruction.cpu().numpy(), self._decode, self.latent_model_, *regressors,
             designs[1] - designs[0], **paths, state_basis=self.config.state_basis,
         )  # fmt: skip
-        out = genomic + delta * self.standardizer.scale.to_numpy()
+        out = genomic + delta * self.standardizer_.scale.to_numpy()
         odd = ~np.isfinite(out.to_numpy()).all(axis=1)
         if odd.any():
             changed = list(changes) if isinstance(changes, dict) else list(changes.columns)
@@ -426,7 +426,7 @@ class IDAE:
         bad = [k for k, v in state.items() if not bool(torch.isfinite(v).all())]
         if bad:
             raise IdaeError(f"cannot save: the network holds non-finite weights in {bad[:3]}")
-        not_text = [c for c in self.design.columns if not isinstance(c, str)]
+        not_text = [c for c in self.design_.columns if not isinstance(c, str)]
         if not_text:
             raise IdaeError(
                 f"cannot save: clinical column names must be strings to be stored in {modelfile.CONFIG}, got "
@@ -436,11 +436,11 @@ class IDAE:
         torch.save(state, buffer)
         modelfile.write(path, {
             "config": dataclasses.asdict(self.config),
-            "genes": self.genes,
-            "standardizer": self.standardizer.to_dict(),
-            "design": self.design.to_dict(),
-            "latent_model": dataclasses.asdict(self.latent_model),
-            "history": dataclasses.asdict(self.history) if self.history else None,
+            "genes": self.genes_,
+            "standardizer": self.standardizer_.to_dict(),
+            "design": self.design_.to_dict(),
+            "latent_model": dataclasses.asdict(self.latent_model_),
+            "history": dataclasses.asdict(self.history_) if self.history_ else None,
         }, buffer.getvalue())  # fmt: skip
         return path
 
@@ -470,12 +470,12 @@ class IDAE:
             model = cls(**config)
         except IdaeError as err:  # the config itself was checked by `read`: only the device argument is left
             raise IdaeError(f"cannot load {path} with device={device!r}: {err}") from err
-        model.genes = list(payload["genes"])
-        model.standardizer = Standardizer.from_dict(payload["standardizer"])
-        model.design = ClinicalDesign.from_dict(payload["design"])
-        model.latent_model = LatentModel(**payload["latent_model"])
-        model.history = History(**payload["history"]) if payload["history"] is not None else None
-        c, n_genes, width = model.config, len(model.genes), model.design.width
+        model.genes_ = list(payload["genes"])
+        model.standardizer_ = Standardizer.from_dict(payload["standardizer"])
+        model.design_ = ClinicalDesign.from_dict(payload["design"])
+        model.latent_model_ = LatentModel(**payload["latent_model"])
+        model.history_ = History(**payload["history"]) if payload["history"] is not None else None
+        c, n_genes, width = model.config, len(model.genes_), model.design_.width
         misfit = modelfile.misfit_message(path)
         modelfile.check_size(raw, c, n_genes, width, misfit)
         net = model.build_network(n_genes, width)
@@ -484,12 +484,10 @@ class IDAE:
         modelfile.check_checksum(raw, payload, path)
         try:
             net.load_state_dict(state)
-            model.net = net.to(model.device).eval()
+            model.net_ = net.to(model.device).eval()
         except (RuntimeError, AssertionError, TypeError, ValueError) as err:  # e.g. cuda absent
             raise IdaeError(f"{path}: could not place the model on device {c.device!r}: {err}") from err
         return model
 
 
 IDAE.__doc__ = IDAE.__doc__.replace("{parameters}", parameters_doc())
-IDAE.__init__.__signature__ = signature(  # type: ignore[attr-defined]  # help(IDAE) lists every setting
-    list(inspect.signature(IDAE.__init__).parameters.values())[:2])

@@ -28,43 +28,43 @@ class InversionBaseline:
         genomic = check_genomic(genomic)
         if len(genomic) < 2:
             raise IdaeError(f"fit needs at least 2 patients, got {len(genomic)}")
-        self.genes = list(genomic.columns)
-        self.x = genomic
-        self.clinical = check_clinical(clinical, genomic.index)
-        self.design = ClinicalDesign.fit(self.clinical)
-        self.mean = genomic.to_numpy().mean(axis=0)
+        self.genes_ = list(genomic.columns)
+        self.x_ = genomic
+        self.clinical_ = check_clinical(clinical, genomic.index)
+        self.design_ = ClinicalDesign.fit(self.clinical_)
+        self.mean_ = genomic.to_numpy().mean(axis=0)
         # per-gene least-squares slope on each numeric column, over the patients where it is observed
-        self.slopes: dict[str, np.ndarray] = {}
-        for col in self.design.mean:
-            seen = self.clinical[col].notna().to_numpy()
-            y = self.clinical[col].to_numpy(dtype=float)[seen]
+        self.slopes_: dict[str, np.ndarray] = {}
+        for col in self.design_.mean:
+            seen = self.clinical_[col].notna().to_numpy()
+            y = self.clinical_[col].to_numpy(dtype=float)[seen]
             xs = genomic.to_numpy()[seen]
             yc = y - y.mean()
-            self.slopes[col] = yc @ (xs - xs.mean(axis=0)) / max(float(yc @ yc), 1e-12)
+            self.slopes_[col] = yc @ (xs - xs.mean(axis=0)) / max(float(yc @ yc), 1e-12)
         return self
 
     def invert(
         self, genomic: pd.DataFrame, clinical: pd.DataFrame, changes: dict[str, Any] | pd.DataFrame
     ) -> pd.DataFrame:
         """Predicted profiles (n, p) with `genomic`'s index and the fitted genes; `changes` as in `IDAE.invert`."""
-        if not hasattr(self, "genes"):
+        if not hasattr(self, "genes_"):
             raise IdaeError(f"this {self.method} baseline is not fitted yet: call fit(genomic, clinical)")
-        genomic = check_genomic(genomic, self.genes)
-        clinical = check_clinical(clinical, genomic.index, self.design.columns)
-        new = apply_changes(clinical, changes, self.design.columns)
+        genomic = check_genomic(genomic, self.genes_)
+        clinical = check_clinical(clinical, genomic.index, self.design_.columns)
+        new = apply_changes(clinical, changes, self.design_.columns)
         changed = list(changes) if isinstance(changes, dict) else list(changes.columns)
         for col in changed:
-            if col in self.design.levels:
-                unseen = sorted(set(_levels(new[col]).dropna()) - set(self.design.levels[col]))
+            if col in self.design_.levels:
+                unseen = sorted(set(_levels(new[col]).dropna()) - set(self.design_.levels[col]))
                 if unseen:
                     raise IdaeError(
                         f"cannot change {col!r} to level(s) {unseen}: never seen in training "
-                        f"(known levels {self.design.levels[col]})"
+                        f"(known levels {self.design_.levels[col]})"
                     )
             elif pd.to_numeric(new[col], errors="coerce").isna().gt(new[col].isna()).any():
                 raise IdaeError(f"cannot change numeric column {col!r} to a non-number: {_changes_of(changes, col)}")
         out = self._invert(genomic.to_numpy(), clinical, new, changed)
-        return pd.DataFrame(out, index=genomic.index, columns=self.genes)
+        return pd.DataFrame(out, index=genomic.index, columns=self.genes_)
 
     def _invert(self, x: np.ndarray, old: pd.DataFrame, new: pd.DataFrame, changed: list[str]) -> np.ndarray:
         raise NotImplementedError
@@ -76,12 +76,12 @@ class InversionBaseline:
 
         A group is a combination of levels of the categorical `columns`; none -> overall mean.
         """
-        out = np.tile(self.mean, (len(table), 1))
+        out = np.tile(self.mean_, (len(table), 1))
         if not columns:
             return out
-        train = pd.DataFrame({c: _levels(self.clinical[c]) for c in columns}, index=self.clinical.index)
+        train = pd.DataFrame({c: _levels(self.clinical_[c]) for c in columns}, index=self.clinical_.index)
         train = train.dropna()
-        means = self.x.loc[train.index].groupby([train[c] for c in columns]).mean()
+        means = self.x_.loc[train.index].groupby([train[c] for c in columns]).mean()
         rows = {(k,) if len(columns) == 1 else k: v for k, v in zip(means.index, means.to_numpy(), strict=True)}
         keys = pd.DataFrame({c: _levels(table[c]) for c in columns}, index=table.index)
         for i, key in enumerate(keys.itertuples(index=False, name=None)):
@@ -95,15 +95,15 @@ class InversionBaseline:
 
     def _numeric_shift(self, old: pd.DataFrame, new: pd.DataFrame, columns: list[str]) -> np.ndarray:
         """Σ_c slope_c · (new_c − old_c) over numeric `columns` (n, p); a missing old value counts as the mean."""
-        out = np.zeros((len(old), len(self.genes)))
+        out = np.zeros((len(old), len(self.genes_)))
         for col in columns:
-            before = old[col].astype(float).fillna(self.design.mean[col])
+            before = old[col].astype(float).fillna(self.design_.mean[col])
             after = pd.to_numeric(new[col], errors="coerce").astype(float).fillna(before)
-            out += np.outer((after - before).to_numpy(), self.slopes[col])
+            out += np.outer((after - before).to_numpy(), self.slopes_[col])
         return out
 
     def _split(self, changed: list[str]) -> tuple[list[str], list[str]]:
-        return [c for c in changed if c in self.design.levels], [c for c in changed if c not in self.design.levels]
+        return [c for c in changed if c in self.design_.levels], [c for c in changed if c not in self.design_.levels]
 
 
 def _changes_of(changes: dict[str, Any] | pd.DataFrame, col: str) -> list[Any]:
@@ -146,7 +146,7 @@ class Collapse(InversionBaseline):
 
     def _invert(self, x, old, new, changed):
         cat, num = self._split(changed)
-        at_mean = pd.DataFrame({c: self.design.mean[c] for c in num}, index=old.index)
+        at_mean = pd.DataFrame({c: self.design_.mean[c] for c in num}, index=old.index)
         return self._group_means(new, cat) + self._numeric_shift(at_mean, new, num)
 
 
@@ -163,13 +163,13 @@ class Linear(InversionBaseline):
 
     def fit(self, genomic: pd.DataFrame, clinical: pd.DataFrame) -> Linear:
         super().fit(genomic, clinical)
-        design = self.design.transform(self.clinical).astype(float)
-        self.coef = ridge(design, self.x.to_numpy(), self.alpha)[1:]  # drop the intercept row
+        design = self.design_.transform(self.clinical_).astype(float)
+        self.coef_ = ridge(design, self.x_.to_numpy(), self.alpha)[1:]  # drop the intercept row
         return self
 
     def _invert(self, x, old, new, changed):
-        delta = self.design.transform(new).astype(float) - self.design.transform(old).astype(float)
-        return x + delta @ self.coef
+        delta = self.design_.transform(new).astype(float) - self.design_.transform(old).astype(float)
+        return x + delta @ self.coef_
 
 
 def _whitened_loadings(x: np.ndarray, mean: np.ndarray, components: int) -> np.ndarray:
@@ -192,9 +192,9 @@ class GroupShiftShrunk(InversionBaseline):
         out = x + self._numeric_shift(old, new, num)
         if not cat:
             return out
-        train = pd.DataFrame({c: _levels(self.clinical[c]) for c in cat}, index=self.clinical.index).dropna()
+        train = pd.DataFrame({c: _levels(self.clinical_[c]) for c in cat}, index=self.clinical_.index).dropna()
         groups = {k if isinstance(k, tuple) else (k,): block.to_numpy()
-                  for k, block in self.x.loc[train.index].groupby([train[c] for c in cat], observed=True)}  # fmt: skip
+                  for k, block in self.x_.loc[train.index].groupby([train[c] for c in cat], observed=True)}  # fmt: skip
         keys = [pd.DataFrame({c: _levels(t[c]) for c in cat}, index=t.index) for t in (old, new)]
         shifts: dict[tuple, np.ndarray] = {}
         plain = self._group_means(new, cat) - self._group_means(old, cat)
@@ -218,8 +218,8 @@ class LinearShrunk(Linear):
 
     def fit(self, genomic: pd.DataFrame, clinical: pd.DataFrame) -> LinearShrunk:
         InversionBaseline.fit(self, genomic, clinical)
-        design = self.design.transform(self.clinical).astype(float)
-        self.coef, self.null = fit_direct_path(design, self.x.to_numpy(), self.design.contrast_columns())
+        design = self.design_.transform(self.clinical_).astype(float)
+        self.coef_, self.null_ = fit_direct_path(design, self.x_.to_numpy(), self.design_.contrast_columns())
         return self
 
 
@@ -236,19 +236,19 @@ class LinearState(LinearShrunk):
 
     def fit(self, genomic: pd.DataFrame, clinical: pd.DataFrame) -> LinearState:
         super().fit(genomic, clinical)  # B, as `linear_shrunk`
-        x = self.x.to_numpy()
-        design = self.design.transform(self.clinical).astype(float)
-        self.loadings = _whitened_loadings(x, self.mean, self.components)
-        keep = self.design.contrast_columns()
-        self.directions, self.slopes = fit_state_path(design, self.state(x), x, keep, self.null)
+        x = self.x_.to_numpy()
+        design = self.design_.transform(self.clinical_).astype(float)
+        self.loadings_ = _whitened_loadings(x, self.mean_, self.components)
+        keep = self.design_.contrast_columns()
+        self.directions_, self.slopes_ = fit_state_path(design, self.state(x), x, keep, self.null_)
         return self
 
     def state(self, x: np.ndarray) -> np.ndarray:
-        return (x - self.mean) @ self.loadings
+        return (x - self.mean_) @ self.loadings_
 
     def _invert(self, x, old, new, changed):
-        moved = self.design.transform(new).astype(float) - self.design.transform(old).astype(float)
-        return x + moved @ self.coef + (moved * (self.state(x) @ self.directions.T)) @ self.slopes
+        moved = self.design_.transform(new).astype(float) - self.design_.transform(old).astype(float)
+        return x + moved @ self.coef_ + (moved * (self.state(x) @ self.directions_.T)) @ self.slopes_
 
 
 class NearestNeighbours(InversionBaseline):
@@ -263,16 +263,16 @@ class NearestNeighbours(InversionBaseline):
 
     def fit(self, genomic: pd.DataFrame, clinical: pd.DataFrame) -> NearestNeighbours:
         super().fit(genomic, clinical)
-        self.loadings = _whitened_loadings(self.x.to_numpy(), self.mean, self.components)
+        self.loadings_ = _whitened_loadings(self.x_.to_numpy(), self.mean_, self.components)
         return self
 
     def _invert(self, x, old, new, changed):
         cat, num = self._split(changed)
         if num:
             raise IdaeError(f"nearest_neighbours matches on categorical columns only; cannot change numeric {num}")
-        train = pd.DataFrame({c: _levels(self.clinical[c]) for c in cat}, index=self.clinical.index)
-        train_codes = (self.x.to_numpy() - self.mean) @ self.loadings
-        codes = (x - self.mean) @ self.loadings
+        train = pd.DataFrame({c: _levels(self.clinical_[c]) for c in cat}, index=self.clinical_.index)
+        train_codes = (self.x_.to_numpy() - self.mean_) @ self.loadings_
+        codes = (x - self.mean_) @ self.loadings_
         target = pd.DataFrame({c: _levels(new[c]) for c in cat}, index=new.index)
         out = x.copy()
         for i, key in enumerate(target.itertuples(index=False, name=None)):
@@ -283,7 +283,7 @@ class NearestNeighbours(InversionBaseline):
                 combo = ", ".join(f"{c}={v}" for c, v in zip(cat, key, strict=True))
                 raise IdaeError(f"no training patient has {combo}: nothing to match to")
             nearest = pool[np.argsort(((train_codes[pool] - codes[i]) ** 2).sum(axis=1))[: self.k]]
-            out[i] = self.x.to_numpy()[nearest].mean(axis=0)
+            out[i] = self.x_.to_numpy()[nearest].mean(axis=0)
         return out
 
 

@@ -16,7 +16,7 @@ from typing import Any
 
 import torch
 
-from idae.config import Config, statistics_per_factor
+from idae.config import Config, checked_config, statistics_per_factor
 from idae.design import ClinicalDesign
 from idae.errors import IdaeError
 from idae.files import replaced_folder, restore_previous
@@ -209,25 +209,12 @@ def check_payload(payload: Any, where: str) -> None:
     fields = dataclasses.fields(Config)
     keys(config, [f.name for f in fields], "config")
     for f in fields:
-        value, default = config[f.name], f.default
-        if isinstance(default, bool):
-            ok = isinstance(value, bool)
-        elif isinstance(default, int):
-            ok = isinstance(value, int) and not isinstance(value, bool)
-        elif isinstance(default, float):
-            ok = is_number(value)
-        elif isinstance(default, str):
-            ok = isinstance(value, str)
-        else:  # a tuple of str or int, stored as a JSON list
-            kind = type(default[0]) if default else int  # the empty default is a tuple of layer sizes
-            ok = isinstance(value, list) and all(isinstance(v, kind) and not isinstance(v, bool) for v in value)
-        if not ok:
-            if isinstance(default, tuple):
-                kind = type(default[0]).__name__ if default else "int"
-                raise fail(f"config[{f.name!r}] must be of type list of {kind}, got {value!r}")
-            raise fail(f"config[{f.name!r}] must be of type {type(default).__name__}, got {value!r}")
+        rule = f.metadata["rule"]
+        if not rule.allows_type(config[f.name]):
+            kind = {"ints": "list of int", "strs": "list of str", "device": "str"}.get(rule.kind, rule.kind)
+            raise fail(f"config[{f.name!r}] must be of type {kind}, got {config[f.name]!r}")
     try:
-        Config(**{k: tuple(v) if isinstance(v, list) else v for k, v in config.items()}).check()
+        checked_config(config)
     except IdaeError as err:
         raise fail(str(err)) from err
 

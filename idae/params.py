@@ -41,9 +41,10 @@ def conforms(value: Any, default: Any) -> bool:
     return isinstance(value, type(default))
 
 
-def check_params(params: dict[str, Any], declared: dict[str, dict[str, Any]]) -> None:
+def check_params(params: dict[str, Any], declared: dict[str, dict[str, Any]]) -> dict[str, Any]:
     """Reject unknown, ill-typed or inconsistent parameters, naming each one. `declared` maps each notebook to its
-    {name: default}; the checks between parameters run where the notebooks declare the names they relate."""
+    {name: default}; the checks between parameters run where the notebooks declare the names they relate. Returns
+    every declared parameter with `params` laid over the defaults."""
     defaults: dict[str, Any] = {}
     for own in declared.values():
         defaults.update(own)
@@ -75,6 +76,7 @@ def check_params(params: dict[str, Any], declared: dict[str, dict[str, Any]]) ->
         problems.append("flips is empty: name at least one column to flip, e.g. {'er': ['neg', 'pos']}")
     if problems:
         raise IdaeError("; ".join(problems))
+    return p
 
 
 def check_notebook_params(namespace: dict[str, Any], notebook: str) -> dict[str, Any]:

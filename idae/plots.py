@@ -202,3 +202,82 @@ def patient_heatmap(before: pd.DataFrame, after: pd.DataFrame, genes: Sequence[s
     ax.set_title(title)
     fig.tight_layout()
     return fig
+
+
+def reconstruction_ecdf(r2: pd.DataFrame) -> plt.Figure:
+    """Cumulative share of genes by their held-out reconstruction R² (clipped at -1), one curve per model (column)."""
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for col in r2:
+        ax.ecdf(r2[col].clip(-1, 1), label=col)
+    ax.set_xlabel("per-gene R² on the test split (clipped at -1)")
+    ax.set_ylabel("fraction of genes")
+    ax.legend()
+    return fig
+
+
+def ablation_strip(rows: pd.DataFrame, order: Sequence[str], chance: float, n_patients: int,
+                   target: float = 0.9) -> plt.Figure:  # fmt: skip
+    """Strong MCC of each variant (rows: "variant", "strong MCC", "strong MCC + stage"), one point per seed, in
+    `order`, beside the chance level for `n_patients` and the target."""
+    fig, ax = plt.subplots(figsize=(8, 0.42 * len(order) + 1.2))
+    sns.stripplot(data=rows, y="variant", x="strong MCC", order=order, ax=ax, color="#4c72b0", size=5,
+                  label="strong MCC, one seed")  # fmt: skip
+    staged = rows.dropna(subset=["strong MCC + stage"])
+    ax.scatter(staged["strong MCC + stage"], [list(order).index(v) for v in staged.variant], marker="x",
+               color="#dd8452", s=28, label="with the linear stage")  # fmt: skip
+    ax.axvline(chance, color="grey", ls=":", label=f"chance ({n_patients} patients)")
+    ax.axvline(target, color="black", ls="--", lw=0.8, label=f"target {target:.2f}")
+    ax.set_xlim(0, 1)
+    ax.set_xlabel("strong MCC on held-out patients (1 = identified up to permutation and scale)")
+    ax.set_ylabel("")
+    handles, labels = ax.get_legend_handles_labels()
+    unique = dict(zip(labels, handles, strict=True))  # the strip plot labels every seed's points
+    ax.legend(unique.values(), unique.keys(), fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1), frameon=False)
+    return fig
+
+
+def matched_factors(codes: np.ndarray, truth: np.ndarray, pairs: Sequence[tuple[int, int, float]]) -> plt.Figure:
+    """One panel per (true source, matched factor, |r|) in `pairs`: the source (truth (n, d)) against the factor
+    (codes (n, d)) the matching pairs with it."""
+    fig, axes = plt.subplots(1, len(pairs), figsize=(2.3 * len(pairs), 2.6))
+    for ax, (t, e, value) in zip(np.atleast_1d(axes), pairs, strict=True):
+        ax.scatter(truth[:, t], codes[:, e], s=3, alpha=0.4)
+        ax.set_title(f"source s{t}: |r| = {value:.2f}", fontsize=9)
+        ax.set_xlabel(f"true s{t} (a.u.)")
+    np.atleast_1d(axes)[0].set_ylabel("matched factor (unit variance)")
+    fig.tight_layout()
+    return fig
+
+
+def objective_tradeoff(tradeoff: pd.DataFrame, cohort_target: float = 0.90,
+                       segments_target: float = 0.85) -> plt.Figure:  # fmt: skip
+    """Median strong MCC on the cohort against the segments setting (columns "cohort", "segments"), one labelled
+    point per objective (the index), the region where both targets hold shaded."""
+    fig, ax = plt.subplots(figsize=(6.4, 4.4))
+    ax.fill_between([cohort_target, 1.0], segments_target, 1.0, color="#55a868", alpha=0.15, label="both targets met",
+                    zorder=0)  # fmt: skip
+    ax.plot(tradeoff.cohort, tradeoff.segments, color="grey", lw=0.8, zorder=1)
+    ax.scatter(tradeoff.cohort, tradeoff.segments, color="#4c72b0", zorder=2)
+    for k, (name, row) in enumerate(tradeoff.iterrows()):  # alternate sides so that neighbouring labels do not collide
+        ax.annotate(name, (row.cohort, row.segments), textcoords="offset points", xytext=(-7, 7) if k % 2 else (7, -12),
+                    ha="right" if k % 2 else "left", fontsize=8)  # fmt: skip
+    ax.axvline(cohort_target, color="black", ls="--", lw=0.8)
+    ax.axhline(segments_target, color="black", ls=":", lw=0.8)
+    ax.set_xlim(min(0.6, tradeoff.cohort.min() - 0.02), 1.0)
+    ax.set_ylim(min(0.5, tradeoff.segments.min() - 0.02), 1.0)
+    ax.set_xlabel(f"cohort: median strong MCC, 5 seeds (target {cohort_target:.2f}, dashed)")
+    ax.set_ylabel(f"segments: median strong MCC, 5 seeds (target {segments_target:.2f}, dotted)")
+    ax.legend(loc="lower left", fontsize=8, frameon=False)
+    return fig
+
+
+def cross_fit_mcc(panels: dict[str, pd.DataFrame]) -> plt.Figure:
+    """One heatmap per title in `panels`: the strong MCC between every two fits (a square table)."""
+    fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 4.2))
+    for ax, (title, matrix) in zip(np.atleast_1d(axes), panels.items(), strict=True):
+        m = matrix.copy()
+        m.index = m.columns = [f"fit {i}" for i in range(len(m))]
+        sns.heatmap(m, vmin=0, vmax=1, cmap="viridis", annot=True, fmt=".2f", ax=ax, square=True,
+                    cbar_kws={"label": "strong MCC between the two fits"})  # fmt: skip
+        ax.set_title(title, fontsize=10)
+    return fig

@@ -73,8 +73,7 @@ def dataset_label(data_parameters: dict[str, Any]) -> str:
 
 def check_run_params(params: dict[str, Any], declared: dict[str, dict[str, Any]]) -> None:
     """`params.check_params`, and what only a whole run can check: the two tables, both given and present."""
-    check_params(params, declared)
-    p = {k: v for own in declared.values() for k, v in own.items()} | params
+    p = check_params(params, declared)
     problems = []
     if bool(p["clinical_path"]) != bool(p["genomic_path"]):
         problems.append("set both clinical_path and genomic_path (or neither, to use `cohort`)")

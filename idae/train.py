@@ -13,6 +13,7 @@ import time
 import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -65,11 +66,10 @@ def lr_factor(epoch: int, warmup: int, total: int) -> float:
     return 0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
 
 
-def losses(
-    net: IDAENet, objective: str, x: torch.Tensor, y: torch.Tensor, w: torch.Tensor, noise: float,
-    reconstruction_weight: float, detach_decoder: bool = False, contrastive_weight: float = 0.0,
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(objective term, reconstruction term, the loss to minimise) on one batch.
+@dataclass(frozen=True)
+class Objective:
+    """What training minimises, on one batch: `objective(net, x, y, w)` returns (objective term, reconstruction
+    term, the loss to minimise), for profiles x (n, genes), design rows y (n, q) and patient weights w (n,).
 
     "ivae": the negative ELBO plus `contrastive_weight` × the InfoNCE term of the same Gaussian head (which
     clinical state goes with each profile), both in nats per patient and divided by the gene count: the ELBO
@@ -77,16 +77,118 @@ def losses(
     whatever the panel's size and the term matters most where the likelihood carries least (few dimensions).
     The ELBO holds the decoder's likelihood, so the reconstruction term (squared error per gene of the decoded
     posterior draw; of the mean in eval mode) is only reported.
-    The contrastive objectives add the denoising reconstruction term with `reconstruction_weight`.
+    "infonce" and "dsm" add the denoising reconstruction term with `reconstruction_weight`; with `detach_decoder`
+    that term trains the decoder only. `noise` is the corruption sd of the genes, in gene sds.
     """
-    if objective == "ivae":
-        main, rec = elbo_loss(net, x, y, w, noise)
-        if contrastive_weight > 0:
-            return main, rec, main + contrastive_weight * infonce_loss(net, x, y, w, noise) / x.shape[1]
-        return main, rec, main
-    main = (infonce_loss if objective == "infonce" else dsm_loss)(net, x, y, w, noise)
-    rec = reconstruction_loss(net, x, w, noise, detach=detach_decoder)
-    return main, rec, main + reconstruction_weight * rec
+
+    name: str
+    noise: float = 0.0
+    reconstruction_weight: float = 1.0
+    contrastive_weight: float = 0.0
+    detach_decoder: bool = False
+
+    @property
+    def needs_gradients(self) -> bool:
+        """Score matching differentiates the energy with respect to x, so it needs autograd even to evaluate."""
+        return self.name == "dsm"
+
+    def __call__(self, net: IDAENet, x: torch.Tensor, y: torch.Tensor,
+                 w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:  # fmt: skip
+        if self.name == "ivae":
+            main, rec = elbo_loss(net, x, y, w, self.noise)
+            if self.contrastive_weight > 0:
+                return main, rec, main + self.contrastive_weight * infonce_loss(net, x, y, w, self.noise) / x.shape[1]
+            return main, rec, main
+        main = (infonce_loss if self.name == "infonce" else dsm_loss)(net, x, y, w, self.noise)
+        rec = reconstruction_loss(net, x, w, self.noise, detach=self.detach_decoder)
+        return main, rec, main + self.reconstruction_weight * rec
+
+
+@dataclass
+class EarlyStopping:
+    """The best validation loss so far, the weights of its epoch and the epochs since; training stops once
+    `patience` epochs in a row bring no gain of at least 0.01% of the best."""
+
+    patience: int
+    best: float = math.inf
+    best_state: dict[str, torch.Tensor] = field(default_factory=dict)
+    since_best: int = 0
+
+    def update(self, total: float, net: torch.nn.Module, epoch: int, history: History) -> bool:
+        """Record this epoch's validation loss `total`; True when training should stop."""
+        improved = math.isfinite(total) and (not math.isfinite(self.best) or total < self.best - 1e-4 * abs(self.best))
+        if improved:
+            self.best, self.best_state, self.since_best = total, copy.deepcopy(net.state_dict()), 0
+            history.best_epoch = epoch
+        else:
+            self.since_best += 1
+        return self.since_best >= self.patience
+
+
+@dataclass
+class Checkpoints:
+    """Where and how often the loop's state is written: every `every` epochs, or (`fixed` False) as often as keeps
+    the writes under 10% of the time (`checkpoint_interval`)."""
+
+    path: Path | None
+    fingerprint: Mapping[str, Any]
+    every: int
+    fixed: bool
+    unsaved: int = 0
+    last_saved: float = field(default_factory=time.perf_counter)
+
+    def after_epoch(self, epoch: int, net: torch.nn.Module, optimiser: torch.optim.Optimizer, stopping: EarlyStopping,
+                    best_is_this_epoch: bool, history: History, rng: np.random.Generator | None) -> None:  # fmt: skip
+        self.unsaved += 1
+        if self.path is None or self.unsaved < self.every:
+            return
+        began = time.perf_counter()
+        kept = None if best_is_this_epoch else stopping.best_state  # None: the file holds this epoch's weights already
+        save(self.path, self.fingerprint, epoch, net, optimiser, kept, stopping.best, stopping.since_best,
+             dataclasses.asdict(history), rng)  # fmt: skip
+        ended = time.perf_counter()
+        if not self.fixed:
+            self.every = checkpoint_interval((began - self.last_saved) / self.unsaved, ended - began)
+        self.unsaved, self.last_saved = 0, ended
+
+
+def train_epoch(net: IDAENet, objective: Objective, optimiser: torch.optim.Optimizer, x: torch.Tensor,
+                y: torch.Tensor, w: torch.Tensor, batch_size: int, clip_norm: float,
+                history: History) -> str:  # fmt: skip
+    """One pass over the patients in random batches of `batch_size` (the ragged last batch dropped, so contrastive
+    batches stay comparable), appending the epoch's mean terms and learning rate to `history`. Returns "" or what
+    turned non-finite ("loss" or "gradient"), whose step is then not taken."""
+    net.train()
+    n_batches = max(1, len(x) // batch_size)
+    order = torch.randperm(len(x))
+    sums = np.zeros(2)
+    for b in range(n_batches):
+        idx = order[b * batch_size : (b + 1) * batch_size]
+        # bfloat16 autocast on CUDA (no loss scaling needed); CPU runs stay in float32
+        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=x.device.type == "cuda"):
+            main, rec, loss = objective(net, x[idx], y[idx], w[idx])
+        loss = loss.float()
+        if not torch.isfinite(loss):
+            return "loss"
+        optimiser.zero_grad(set_to_none=True)
+        loss.backward()
+        # a finite loss can still have non-finite gradients; one step with them poisons the weights
+        if not torch.isfinite(torch.nn.utils.clip_grad_norm_(net.parameters(), clip_norm)):
+            return "gradient"
+        optimiser.step()
+        sums += [main.item(), rec.item()]
+    history.train_objective.append(float(sums[0] / n_batches))  # python floats: a checkpoint holds no numpy
+    history.train_reconstruction.append(float(sums[1] / n_batches))
+    history.learning_rate.append(optimiser.param_groups[0]["lr"])
+    return ""
+
+
+def stop_non_finite(history: History, what: str, epoch: int) -> None:
+    """Say in `history.stopped` and in a RuntimeWarning that training stopped on a non-finite `what` (the loop then
+    puts back the last good weights)."""
+    kept = f"epoch {history.best_epoch}" if history.best_epoch >= 0 else "the initial weights"
+    history.stopped = f"non-finite {what} at epoch {epoch}; kept the weights of {kept}"
+    warnings.warn(history.stopped, RuntimeWarning, stacklevel=3)
 
 
 def train(
@@ -98,10 +200,7 @@ def train(
     y_val: torch.Tensor | None,
     w_val: torch.Tensor | None,
     *,
-    objective: str,
-    noise: float,
-    reconstruction_weight: float,
-    contrastive_weight: float = 0.0,
+    objective: Objective,
     max_epochs: int,
     batch_size: int,
     learning_rate: float,
@@ -109,14 +208,14 @@ def train(
     warmup_epochs: int,
     patience: int,
     clip_norm: float,
-    detach_decoder: bool = False,
     progress: bool = True,
     checkpoint: str | os.PathLike | None = None,
     checkpoint_every: int | None = None,
     fingerprint: Mapping[str, Any] | None = None,
     rng: np.random.Generator | None = None,
 ) -> History:
-    """Fit `net` in place and return its history; the weights kept are those of the best epoch.
+    """Fit `net` in place to minimise `objective` and return its history; the weights kept are those of the best
+    epoch.
 
     `design_train()` returns a fresh (n_train, design) tensor each epoch, so missing clinical cells
     are re-drawn from their prior every time. Without validation data the last epoch is kept.
@@ -128,97 +227,53 @@ def train(
     `design_train` draws from, saved and restored with torch's and python's. The file is deleted when
     training ends (not when an exception interrupts it).
     """
-    history = History()
+    history, start = History(), 0
     optimiser = torch.optim.AdamW(net.parameters(), lr=learning_rate, weight_decay=weight_decay)
-    n = len(x_train)
-    batch_size = min(batch_size, n)
-    n_batches = max(1, n // batch_size)  # drop the ragged last batch: contrastive batches stay comparable
-    best, best_state, since_best, start = math.inf, copy.deepcopy(net.state_dict()), 0, 0
+    stopping = EarlyStopping(patience, best_state=copy.deepcopy(net.state_dict()))
     path = checkpoint_path(checkpoint) if checkpoint is not None else None
     if path is not None and (path.exists() or path.is_symlink()):
-        history, best, best_state, since_best, start = resume(path, fingerprint or {}, net, optimiser, rng,
-                                                              max_epochs, History)  # fmt: skip
-    bar = tqdm(range(start, max_epochs), desc=f"fit ({objective})", disable=not progress, file=sys.stderr,
+        history, stopping.best, stopping.best_state, stopping.since_best, start = resume(
+            path, fingerprint or {}, net, optimiser, rng, max_epochs, History)  # fmt: skip
+    saving = Checkpoints(path, fingerprint or {}, checkpoint_every or 1, fixed=checkpoint_every is not None)
+    bar = tqdm(range(start, max_epochs), desc=f"fit ({objective.name})", disable=not progress, file=sys.stderr,
                mininterval=2.0, ncols=90, leave=False, initial=start, total=max_epochs)
-    every, unsaved, last_saved = checkpoint_every or 1, 0, time.perf_counter()
     for epoch in bar:
         for group in optimiser.param_groups:
             group["lr"] = learning_rate * lr_factor(epoch, warmup_epochs, max_epochs)
-        net.train()
-        y_train = design_train()
-        order = torch.randperm(n)
-        sums = np.zeros(2)
-        for b in range(n_batches):
-            idx = order[b * batch_size : (b + 1) * batch_size]
-            # bfloat16 autocast on CUDA (no loss scaling needed); CPU runs stay in float32
-            with torch.autocast("cuda", dtype=torch.bfloat16, enabled=x_train.device.type == "cuda"):
-                main, rec, loss = losses(net, objective, x_train[idx], y_train[idx], w_train[idx], noise,
-                                         reconstruction_weight, detach_decoder, contrastive_weight)
-            loss = loss.float()
-            what = "loss" if not torch.isfinite(loss) else ""
-            if not what:
-                optimiser.zero_grad(set_to_none=True)
-                loss.backward()
-                grad_norm = torch.nn.utils.clip_grad_norm_(net.parameters(), clip_norm)
-                # a finite loss can still have non-finite gradients; one step with them poisons the weights
-                what = "gradient" if not torch.isfinite(grad_norm) else ""
-            if what:
-                net.load_state_dict(best_state)
-                kept = f"epoch {history.best_epoch}" if history.best_epoch >= 0 else "the initial weights"
-                history.stopped = f"non-finite {what} at epoch {epoch}; kept the weights of {kept}"
-                warnings.warn(history.stopped, RuntimeWarning, stacklevel=2)
-                bar.close()
-                discard_checkpoint(path)
-                return history
-            optimiser.step()
-            sums += [main.item(), rec.item()]
-        history.train_objective.append(float(sums[0] / n_batches))  # python floats: a checkpoint holds no numpy
-        history.train_reconstruction.append(float(sums[1] / n_batches))
-        history.learning_rate.append(optimiser.param_groups[0]["lr"])
+        failed = train_epoch(net, objective, optimiser, x_train, design_train(), w_train,
+                             min(batch_size, len(x_train)), clip_norm, history)  # fmt: skip
+        if failed:
+            stop_non_finite(history, failed, epoch)
+            break
         if x_val is None:
-            best_state, history.best_epoch = copy.deepcopy(net.state_dict()), epoch
+            stopping.best_state, history.best_epoch = copy.deepcopy(net.state_dict()), epoch
         else:
-            val_main, val_rec, total = evaluate(net, objective, x_val, y_val, w_val, noise, reconstruction_weight,
-                                                contrastive_weight)
+            val_main, val_rec, total = evaluate(net, objective, x_val, y_val, w_val)
             history.val_objective.append(val_main)
             history.val_reconstruction.append(val_rec)
-            improved = math.isfinite(total) and (not math.isfinite(best) or total < best - 1e-4 * abs(best))
-            if improved:
-                best, best_state, since_best, history.best_epoch = total, copy.deepcopy(net.state_dict()), 0, epoch
-            else:
-                since_best += 1
+            stop = stopping.update(total, net, epoch, history)
             bar.set_postfix(val=f"{total:.3f}", best=history.best_epoch, refresh=False)
-            if since_best >= patience:
+            if stop:
                 history.stopped = f"early stop at epoch {epoch}: no validation gain for {patience} epochs"
                 break
-        unsaved += 1
-        if path is not None and unsaved >= every and epoch < max_epochs - 1:  # the loop goes on: save its state
-            began = time.perf_counter()
-            # the best weights are those of this very epoch unless validation has not improved since
-            kept = None if x_val is None or since_best == 0 else best_state
-            save(path, fingerprint or {}, epoch, net, optimiser, kept, best, since_best, dataclasses.asdict(history),
-                 rng)
-            ended = time.perf_counter()
-            if checkpoint_every is None:
-                every = checkpoint_interval((began - last_saved) / unsaved, ended - began)
-            unsaved, last_saved = 0, ended
+        if epoch < max_epochs - 1:  # the loop goes on: its state is worth saving
+            saving.after_epoch(epoch, net, optimiser, stopping, x_val is None or stopping.since_best == 0, history,
+                               rng)  # fmt: skip
     bar.close()
     if not history.stopped:
         history.stopped = f"reached max_epochs={max_epochs}"
-    net.load_state_dict(best_state)
+    net.load_state_dict(stopping.best_state)
     discard_checkpoint(path)
     return history
 
 
-def evaluate(
-    net: IDAENet, objective: str, x: torch.Tensor, y: torch.Tensor, w: torch.Tensor, noise: float,
-    reconstruction_weight: float, contrastive_weight: float = 0.0,
-) -> tuple[float, float, float]:
+def evaluate(net: IDAENet, objective: Objective, x: torch.Tensor, y: torch.Tensor,
+             w: torch.Tensor) -> tuple[float, float, float]:  # fmt: skip
     """Validation (objective, reconstruction, loss) with a fixed corruption draw, so epochs are compared on
     the same noise."""
     net.eval()
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(12345)
-        with torch.set_grad_enabled(objective == "dsm"):
-            main, rec, total = losses(net, objective, x, y, w, noise, reconstruction_weight, False, contrastive_weight)
+        with torch.set_grad_enabled(objective.needs_gradients):
+            main, rec, total = objective(net, x, y, w)
     return main.item(), rec.item(), total.item()

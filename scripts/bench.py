@@ -119,7 +119,7 @@ def child_epochs(spec: dict) -> dict:
     epochs = np.diff(marks)
     if len(epochs) > 2:
         epochs = epochs[1:]  # the first epoch pays one-off allocations
-    params = sum(p.numel() for p in model.net.parameters())
+    params = sum(p.numel() for p in model.net_.parameters())
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     return {
         "params": params,
@@ -145,8 +145,8 @@ def child_target(spec: dict) -> dict:
     return {
         "shape": f"{genomic.shape[0]} × {genomic.shape[1]}",
         "wall_s": wall,
-        "epochs": len(model.history.train_objective),
-        "stopped": model.history.stopped,
+        "epochs": len(model.history_.train_objective),
+        "stopped": model.history_.stopped,
     }
 
 

@@ -77,6 +77,15 @@ def provenance(argv: list[str], seeds: list[int], script: str = "scripts/identif
     }  # fmt: skip
 
 
+def write_with_provenance(table: pd.DataFrame, out: Path, name: str, record: dict, **csv_options: str) -> None:
+    """`out/name.csv` and its provenance `record` as `out/name.json`, each swapped in whole."""
+    out.mkdir(parents=True, exist_ok=True)
+    with replaced_file(out / f"{name}.csv") as tmp:
+        table.to_csv(tmp, index=False, **csv_options)
+    with replaced_file(out / f"{name}.json") as tmp:
+        tmp.write_text(json.dumps(record, indent=1) + "\n")
+
+
 def variants() -> dict:
     """The identifiability variants for the provenance: method, options and what each changes."""
     return {name: {"method": m, "options": {k: list(v) if isinstance(v, tuple) else v for k, v in o.items()},
@@ -89,7 +98,6 @@ def write_table(table: pd.DataFrame, out: Path, name: str, argv: list[str], seed
 
     `update`: replace only the rows whose `keys` values this run produced and keep the others, recording this run
     under the provenance's "updates" (the rest of the provenance stays that of the run that wrote the table)."""
-    out.mkdir(parents=True, exist_ok=True)
     csv, meta = out / f"{name}.csv", out / f"{name}.json"
     record = provenance(argv, seeds) | {"variants": variants()}
     if update and csv.exists() and meta.exists():
@@ -105,10 +113,7 @@ def write_table(table: pd.DataFrame, out: Path, name: str, argv: list[str], seed
     rank = {v: i for i, v in enumerate(VARIANTS)}  # rows in the order of VARIANTS, whatever run wrote them
     table = table.sort_values(keys, key=lambda c: c.map(rank) if c.name == "variant" else c.map(
         {v: i for i, v in enumerate(dict.fromkeys(c))}), kind="stable", ignore_index=True)  # fmt: skip
-    with replaced_file(csv) as tmp:
-        table.to_csv(tmp, index=False)
-    with replaced_file(meta) as tmp:
-        tmp.write_text(json.dumps(record, indent=1) + "\n")
+    write_with_provenance(table, out, name, record)
     return table
 
 

@@ -28,20 +28,18 @@ read off every moved gene (`state_direction_null=0.5`) and without the state pat
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 import warnings
 from pathlib import Path
 
 import pandas as pd
-from identifiability_sweep import provenance
+from identifiability_sweep import provenance, write_with_provenance
 from tqdm import tqdm
 
 from idae import IDAE
 from idae import casestudy as cs
 from idae.data import Prepared, read_processed
-from idae.files import replaced_file
 from idae.inversion_baselines import INVERSION_METHODS, fit_inversion
 from idae.metrics import interval_coverage, per_patient_delta
 from idae.semisynthetic import SETTINGS as SEMI_SETTINGS
@@ -126,11 +124,8 @@ def run_semi(cohort: Prepared, setting: str, seed: int) -> list[dict]:
 
 def write_table(rows: list[dict], out: Path, name: str, argv: list[str], seeds: list[int]) -> None:
     """`name`.csv and its provenance `name`.json in `out`."""
-    out.mkdir(parents=True, exist_ok=True)
-    with replaced_file(out / f"{name}.csv") as tmp:
-        pd.DataFrame(rows).to_csv(tmp, index=False, float_format="%.4f")
-    with replaced_file(out / f"{name}.json") as tmp:
-        tmp.write_text(json.dumps(provenance(argv, seeds, script="scripts/inversion_sweep.py"), indent=1) + "\n")
+    record = provenance(argv, seeds, script="scripts/inversion_sweep.py")
+    write_with_provenance(pd.DataFrame(rows), out, name, record, float_format="%.4f")
 
 
 def main(argv: list[str] | None = None) -> int:

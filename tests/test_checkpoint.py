@@ -64,25 +64,25 @@ CHILD = textwrap.dedent(
 
     barrier, kill_at, kw, validated = Path({barrier!r}), {kill_at}, json.loads({kw!r}), {validated}
     seen = {{"epoch": -1, "calls": 0}}
-    write, losses = C.write_checkpoint, T.losses
+    write, objective = C.write_checkpoint, T.Objective.__call__
 
     def write_and_note(path, state):
         write(path, state)
         seen["epoch"] = state["epoch"]
 
-    def blocking_losses(net, *args):
+    def blocking_objective(self, net, *args):
         if net.training and seen["epoch"] >= kill_at:
             seen["calls"] += 1
             if seen["calls"] == 2:
                 tell("blocked")
                 time.sleep(600)
-        return losses(net, *args)
+        return objective(self, net, *args)
 
     def tell(word):
         barrier.with_suffix(".tmp").write_text(word)
         os.replace(barrier.with_suffix(".tmp"), barrier)
 
-    C.write_checkpoint, T.losses = write_and_note, blocking_losses
+    C.write_checkpoint, T.Objective.__call__ = write_and_note, blocking_objective
     clinical, genomic = cohort()
     if validated:
         g, c, validation = split(clinical, genomic)
@@ -124,25 +124,25 @@ def kill_when_blocked(child, barrier, checkpoint, max_epochs, kill_at):
 
 
 def assert_same_fit(a, b):
-    sa, sb = a.net.state_dict(), b.net.state_dict()
+    sa, sb = a.net_.state_dict(), b.net_.state_dict()
     assert list(sa) == list(sb)
     for key in sa:
         assert torch.equal(sa[key], sb[key]), key
-    assert dataclasses.asdict(a.history) == dataclasses.asdict(b.history)
-    assert dataclasses.asdict(a.latent_model) == dataclasses.asdict(b.latent_model)
+    assert dataclasses.asdict(a.history_) == dataclasses.asdict(b.history_)
+    assert dataclasses.asdict(a.latent_model_) == dataclasses.asdict(b.latent_model_)
 
 
 @pytest.fixture
 def batches(monkeypatch):
     """Counts the training batches run in this process (`batches.clear()` resets)."""
-    counted, losses = [], idae.train.losses
+    counted, objective = [], idae.train.Objective.__call__
 
-    def counting(net, *args):
+    def counting(self, net, *args):
         if net.training:
             counted.append(1)
-        return losses(net, *args)
+        return objective(self, net, *args)
 
-    monkeypatch.setattr(idae.train, "losses", counting)
+    monkeypatch.setattr(idae.train.Objective, "__call__", counting)
     return counted
 
 
@@ -169,7 +169,7 @@ def test_a_fit_killed_mid_training_resumes_to_the_uninterrupted_result(tmp_path,
 
     if validated:  # killed two epochs after the last best one: the weights kept are in the checkpoint only
         reference, rng_after_reference, reference_batches = reference_fit()
-        kill_at = reference.history.best_epoch + 2
+        kill_at = reference.history_.best_epoch + 2
         child, barrier, checkpoint = start_killable_fit(tmp_path, kw, kill_at, validated)
     else:  # the reference is fitted while the child runs
         kill_at = 10
@@ -181,7 +181,7 @@ def test_a_fit_killed_mid_training_resumes_to_the_uninterrupted_result(tmp_path,
         if child.poll() is None:
             child.kill()
             child.communicate()
-    h = reference.history
+    h = reference.history_
     if validated:  # early stopping after the kill, keeping weights older than the checkpoint's epoch
         assert h.stopped.startswith("early stop") and state["epoch"] < len(h.train_objective) - 1
         assert state["best_state"] is not None and state["since_best"] == 2 and h.best_epoch == state["epoch"] - 2

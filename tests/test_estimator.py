@@ -3,6 +3,7 @@
 import dataclasses
 import inspect
 import json
+import re
 import subprocess
 import sys
 import warnings
@@ -18,7 +19,7 @@ from hypothesis import strategies as st
 import idae
 import idae.train
 from idae import IDAE, IdaeError
-from idae.config import Config
+from idae.config import Config, Rule
 
 ROOT = Path(__file__).resolve().parent.parent
 # tiny networks and few epochs: every fit below takes a fraction of a second
@@ -43,11 +44,11 @@ def cohort(n=60, genes=40, seed=0):
 
 
 def weights_of(model):
-    return {k: v.clone() for k, v in model.net.state_dict().items()}
+    return {k: v.clone() for k, v in model.net_.state_dict().items()}
 
 
 def all_finite(model):
-    return all(torch.isfinite(v).all() for v in model.net.state_dict().values())
+    return all(torch.isfinite(v).all() for v in model.net_.state_dict().values())
 
 
 @pytest.fixture(scope="module")
@@ -75,7 +76,7 @@ def test_encode_reconstruct_invert_shapes_and_index(fitted, data):
     np.testing.assert_array_equal(z, fitted.encode(genomic.loc[rows]))
     for out in (fitted.reconstruct(extra), fitted.invert(extra, clinical, {"er": "pos"})):
         assert isinstance(out, pd.DataFrame)
-        assert out.index.equals(rows) and list(out.columns) == fitted.genes == list(genomic.columns)
+        assert out.index.equals(rows) and list(out.columns) == fitted.genes_ == list(genomic.columns)
         assert np.isfinite(out.to_numpy()).all()
 
 
@@ -94,13 +95,13 @@ def test_text_and_boolean_columns_fit_without_align_and_match_their_categorical_
     clinical, genomic = data
     as_text = clinical.assign(er=clinical["er"].astype(str).astype(object), grade=clinical["grade"].astype(str))
     model = IDAE(latent_dim=3, seed=0, **TINY).fit(genomic, as_text)
-    assert model.design.levels == fitted.design.levels
+    assert model.design_.levels == fitted.design_.levels
     np.testing.assert_array_equal(model.encode(genomic), fitted.encode(genomic))
     flipped = model.invert(genomic, as_text, {"er": "pos"})
     pd.testing.assert_frame_equal(flipped, fitted.invert(genomic, clinical, {"er": "pos"}))
     flagged = clinical.assign(treated=(clinical["age"] > 55).to_numpy())
     with_flag = IDAE(latent_dim=3, seed=0, **TINY).fit(genomic, flagged)
-    assert with_flag.design.levels["treated"] == ["False", "True"]
+    assert with_flag.design_.levels["treated"] == ["False", "True"]
     again = IDAE.load(with_flag.save(tmp_path / "flag"))
     pd.testing.assert_frame_equal(again.invert(genomic, flagged, {"treated": True}),
                                   with_flag.invert(genomic, flagged, {"treated": True}))
@@ -122,7 +123,7 @@ def test_objective_decreases_on_a_small_problem(data, objective):
     # the objective alone (no reconstruction term to trade against) must go down
     model = IDAE(latent_dim=3, objective=objective, val_fraction=0.0, learning_rate=3e-3, reconstruction_weight=0.0,
                  **{**TINY, "max_epochs": 60}).fit(genomic, clinical)  # fmt: skip
-    h = model.history
+    h = model.history_
     assert len(h.train_objective) == 60 and h.stopped.startswith("reached")
     assert h.train_objective[-1] < h.train_objective[0]
     assert np.isfinite(h.train_reconstruction).all()
@@ -134,11 +135,11 @@ def test_dsm_objective_stays_at_its_floor_from_the_pca_start(data):
     clinical, genomic = data
     model = IDAE(latent_dim=3, objective="dsm", noise=0.5, val_fraction=0.0, learning_rate=3e-3,
                  reconstruction_weight=0.0, **{**TINY, "max_epochs": 30}).fit(genomic, clinical)  # fmt: skip
-    assert all(0.3 < v < 0.6 for v in model.history.train_objective)
+    assert all(0.3 < v < 0.6 for v in model.history_.train_objective)
 
 
 def test_validation_split_gives_validation_history(fitted):
-    h = fitted.history
+    h = fitted.history_
     assert len(h.val_objective) == len(h.train_objective) > 0
     assert 0 <= h.best_epoch < len(h.train_objective)
 
@@ -154,7 +155,7 @@ def test_same_seed_is_bit_for_bit_reproducible_different_seed_is_not(data):
     wa, wb, wc = weights_of(a), weights_of(b), weights_of(c)
     assert wa.keys() == wb.keys() and all(torch.equal(wa[k], wb[k]) for k in wa)
     np.testing.assert_array_equal(a.encode(genomic), b.encode(genomic))
-    assert a.history.train_objective == b.history.train_objective
+    assert a.history_.train_objective == b.history_.train_objective
     assert not all(torch.equal(wa[k], wc[k]) for k in wa)
     assert not np.array_equal(a.encode(genomic), c.encode(genomic))
 
@@ -168,7 +169,7 @@ def test_save_load_round_trip_is_exact(fitted, data, tmp_path):
     assert sorted(p.name for p in path.iterdir()) == ["config.json", "weights.pt"]
     loaded = IDAE.load(path)
     assert loaded.config == fitted.config.__class__(**{**fitted.config.__dict__, "progress": False})
-    assert loaded.genes == fitted.genes
+    assert loaded.genes_ == fitted.genes_
     np.testing.assert_array_equal(loaded.encode(genomic), fitted.encode(genomic))
     pd.testing.assert_frame_equal(loaded.reconstruct(genomic), fitted.reconstruct(genomic), check_exact=True)
     changes = {"er": "pos", "grade": "3"}
@@ -292,13 +293,13 @@ def test_any_missing_pattern_fits_or_names_the_column(data, fractions, seed):
 
 
 def nan_at_epoch(monkeypatch, epoch, kind):
-    """Make idae.train's loss function return a non-finite loss (or a finite loss with non-finite
+    """Make idae.train's objective return a non-finite loss (or a finite loss with non-finite
     gradients) on the first training batch of `epoch`."""
-    real = idae.train.losses
+    real = idae.train.Objective.__call__
     calls = {"n": 0}
 
-    def fake(net, *args):
-        main, rec, total = real(net, *args)
+    def fake(objective, net, *args):
+        main, rec, total = real(objective, net, *args)
         if net.training:
             calls["n"] += 1
             if calls["n"] == epoch + 1:  # one batch per epoch here
@@ -308,7 +309,7 @@ def nan_at_epoch(monkeypatch, epoch, kind):
                     total = total + 0.0 * torch.sqrt(0.0 * sum(p.sum() for p in net.parameters()))
         return main, rec, total
 
-    monkeypatch.setattr(idae.train, "losses", fake)
+    monkeypatch.setattr(idae.train.Objective, "__call__", fake)
 
 
 @pytest.mark.parametrize("kind", ["loss", "gradient"])
@@ -319,7 +320,7 @@ def test_non_finite_loss_stops_with_a_warning_and_finite_weights(data, monkeypat
     model = IDAE(latent_dim=3, val_fraction=val_fraction, **TINY)
     with pytest.warns(RuntimeWarning, match="non-finite"):
         model.fit(genomic, clinical)
-    h = model.history
+    h = model.history_
     assert "non-finite" in h.stopped and "epoch 3" in h.stopped
     assert len(h.train_objective) == 3
     assert all_finite(model) and np.isfinite(model.encode(genomic)).all()
@@ -330,7 +331,7 @@ def test_huge_learning_rate_stops_with_finite_weights(data):
     model = IDAE(latent_dim=3, learning_rate=1e8, warmup_epochs=1, **TINY)
     with pytest.warns(RuntimeWarning, match="non-finite"):
         model.fit(genomic, clinical)
-    assert "non-finite" in model.history.stopped
+    assert "non-finite" in model.history_.stopped
     assert all_finite(model) and np.isfinite(model.encode(genomic)).all()
 
 
@@ -345,12 +346,15 @@ def test_a_normal_fit_raises_no_warning(data):
 
 
 def test_help_lists_every_setting_with_its_default():
-    """`help(IDAE)` shows every setting: in the signature (keyword arguments with their defaults) and in the
-    numpydoc Parameters section, each with a line of its own."""
+    """`help(IDAE)` shows every setting: as a keyword argument of `IDAE.__init__` with its `Config` default (in
+    `Config`'s order; only unknown names fall into `**unknown`, which refuses them) and in the numpydoc
+    Parameters section, each with a line of its own."""
     fields = dataclasses.fields(Config)
     parameters = inspect.signature(IDAE).parameters
-    assert list(parameters) == [f.name for f in fields]
-    assert all(parameters[f.name].default == f.default for f in fields)
+    named = [p for p in parameters.values() if p.kind != inspect.Parameter.VAR_KEYWORD]
+    assert [p.name for p in named] == [f.name for f in fields]
+    assert all(p.default == f.default for p, f in zip(named, fields, strict=True))
+    assert [p.kind for p in parameters.values()][-1] == inspect.Parameter.VAR_KEYWORD
     section = IDAE.__doc__.split("Parameters\n    ----------\n")[1].split("\n\n")[0]
     for f in fields:
         assert f"    {f.name} : " in section and f.metadata["doc"] in section, f.name
@@ -367,9 +371,9 @@ def test_help_lists_every_setting_with_its_default():
         ({"augmentation": ("z", "z4")}, "augmentation"),
         ({"encoder_hidden": (16, 0)}, "encoder_hidden"),
         ({"objective": "dsm", "noise": 0.0}, "needs a positive noise"),
-        ({"noise": -1.0}, "noise must be non-negative"),
-        ({"component_noise": -0.1}, "component_noise must be non-negative"),
-        ({"component_noise": 1e3}, "component_noise is in sds of its input and must be at most 100"),
+        ({"noise": -1.0}, r"noise must be a number of sds of its input in \[0, 100\], got -1.0"),
+        ({"component_noise": -0.1}, r"component_noise must be a number of sds of its input in \[0, 100\]"),
+        ({"component_noise": 1e3}, r"component_noise must be a number of sds of its input in \[0, 100\]"),
         ({"objective": "ivae", "head": "energy"}, "needs head='gaussian'"),
         ({"head": "laplace"}, "head must be one of"),
         ({"components_per_factor": -1}, "components_per_factor"),
@@ -377,9 +381,11 @@ def test_help_lists_every_setting_with_its_default():
         ({"val_fraction": 0.6}, "val_fraction"),
         ({"inversion": "magic"}, "inversion must be one of"),
         ({"state_basis": "u"}, "state_basis must be one of"),
-        ({"state_direction_null": 0.0}, "state_direction_null is a probability of no effect in"),
-        ({"state_direction_null": 0.6}, "state_direction_null is a probability of no effect in"),
-        ({"state_direction_null": "0.1"}, "state_direction_null must be a finite number"),
+        ({"state_direction_null": 0.0}, r"state_direction_null must be a probability of no effect in \(0, 0.5\]"),
+        ({"state_direction_null": 0.6}, r"state_direction_null must be a probability of no effect in \(0, 0.5\]"),
+        ({"state_direction_null": "0.1"}, "state_direction_null must be a probability of no effect in"),
+        ({"learning_rate": float("nan")}, "learning_rate must be a positive finite number"),
+        ({"seed": 2**32}, r"seed must be an integer in \[0, 2\*\*32\)"),
         ({"direct_basis": "profiles"}, "direct_basis must be one of"),
         ({"device": "tpu"}, "device"),
     ],
@@ -387,6 +393,33 @@ def test_help_lists_every_setting_with_its_default():
 def test_bad_arguments(kwargs, message):
     with pytest.raises(IdaeError, match=message):
         IDAE(**kwargs)
+
+
+def refused_by(rule: Rule) -> list:
+    """Values `rule` refuses: one of the wrong type and, where the rule has bounds or options, one outside them."""
+    wrong_type = {"int": [2.5], "float": ["0.1", float("inf")], "bool": [1], "str": [3], "device": [None],
+                  "ints": ["8", (8.0,)], "strs": ["z", ("z", 2)]}[rule.kind]  # fmt: skip
+    if rule.kind in ("int", "float"):
+        if rule.low is not None:
+            wrong_type.append(rule.low if rule.low_open else rule.low - 1)
+        if rule.high is not None:
+            wrong_type.append(rule.high if rule.high_open else rule.high + 1)
+    else:
+        wrong_type += {"str": ["nonsense"], "device": ["tpu"], "ints": [(16, 0)], "strs": [(), ("z4",)],
+                       "bool": []}[rule.kind]  # fmt: skip
+    return wrong_type
+
+
+@pytest.mark.parametrize("field", dataclasses.fields(Config), ids=lambda f: f.name)
+def test_every_setting_refuses_what_its_rule_refuses_with_its_name(field):
+    """`Config`'s declared rule per setting drives the check: each refused value raises an IdaeError that names
+    the setting and says what it takes, and the default passes it."""
+    rule = field.metadata["rule"]
+    assert rule.allows(field.default)
+    for value in refused_by(rule):
+        assert not rule.allows(value), value
+        with pytest.raises(IdaeError, match=rf"^{field.name} must be {re.escape(rule.words)}, got"):
+            IDAE(**{field.name: value})
 
 
 def test_use_before_fit(data, tmp_path):
@@ -486,7 +519,7 @@ def test_fit_warns_when_the_clinical_design_cannot_identify_latent_dim(data):
     poor = clinical[["er"]].astype("category")
     with pytest.warns(idae.IdentifiabilityWarning, match=r"latent_dim=2 exceeds .* at most 0 factor"):
         model = IDAE(latent_dim=2, **TINY).fit(genomic, poor)
-    assert not model.condition.ok and model.condition.n_profiles == 2
+    assert not model.condition_.ok and model.condition_.n_profiles == 2
 
 
 def test_condition_report_of_a_fitted_model_counts_its_natural_parameters(fitted, data):

@@ -283,12 +283,12 @@ def test_direct_path_on_totals_moves_the_patients_on_average_by_the_shrunk_total
     by the empirical-Bayes-shrunk least-squares effect of the column on their profiles; on the residuals they
     move them by less where the factors carry part of the effect (here er, which moves both factors)."""
     model, genomic, clinical, _ = outside_fit
-    scale = model.standardizer.scale
-    x = model.standardizer.transform(genomic).to_numpy()
-    design = model.design.transform(clinical).astype(float)
-    keep = model.design.contrast_columns()
+    scale = model.standardizer_.scale
+    x = model.standardizer_.transform(genomic).to_numpy()
+    design = model.design_.transform(clinical).astype(float)
+    keep = model.design_.contrast_columns()
     _, coef, se = least_squares(design[:, keep], x)
-    er_pos = model.design.feature_names().index("er=pos")
+    er_pos = model.design_.feature_names().index("er=pos")
     total = shrink_posterior(coef[list(keep).index(er_pos)], se[list(keep).index(er_pos)])[0]
     gaps = {}
     for basis in ("totals", "residuals"):
@@ -308,11 +308,11 @@ def test_the_surer_direct_path_takes_each_gene_from_the_basis_surer_that_it_move
     assert model.config.direct_basis == "surer"  # the default
     fits = {basis: model.refit_inversion(genomic, clinical, direct_basis=basis, state_path=False)
             for basis in ("surer", "totals", "residuals")}  # fmt: skip
-    effect = {basis: m.net.direct_effect.numpy() for basis, m in fits.items()}
+    effect = {basis: m.net_.direct_effect.numpy() for basis, m in fits.items()}
     from_totals = np.isclose(effect["surer"], effect["totals"], atol=1e-6)
     from_residuals = np.isclose(effect["surer"], effect["residuals"], atol=1e-6)
     assert (from_totals | from_residuals).all()
-    names = model.design.feature_names()
+    names = model.design_.feature_names()
     er_pos, hidden_pos = names.index("er=pos"), names.index("hidden=pos")
     assert (from_totals[er_pos] & ~from_residuals[er_pos]).any()
     assert (from_residuals[er_pos] & ~from_totals[er_pos]).any()

@@ -286,17 +286,17 @@ def test_elbo_is_deterministic_in_eval_mode_and_bounds_by_its_terms(batch):
 
 def test_the_infonce_term_joins_the_elbo_in_nats_per_patient(batch):
     """"ivae" with contrastive_weight w: -ELBO/genes + w * InfoNCE/genes; the reported terms stay the ELBO's."""
-    from idae.train import losses
+    from idae.train import Objective
 
     x, y = batch
     net = small_net()
     w = torch.ones(N)
     bound, error = elbo_loss(net, x, y, w, 0.0)
     nce = infonce_loss(net, x, y, w, 0.0)
-    main, rec, total = losses(net, "ivae", x, y, w, 0.0, 1.0, False, 7.0)
+    main, rec, total = Objective("ivae", contrastive_weight=7.0)(net, x, y, w)
     torch.testing.assert_close((main, rec), (bound, error))
     torch.testing.assert_close(total, bound + 7.0 * nce / GENES)
-    torch.testing.assert_close(losses(net, "ivae", x, y, w, 0.0, 1.0, False, 0.0)[2], bound)
+    torch.testing.assert_close(Objective("ivae")(net, x, y, w)[2], bound)
 
 
 def test_detached_reconstruction_leaves_the_encoder_alone(batch):
@@ -372,8 +372,8 @@ def test_encoder_mlp_stays_one_lipschitz_after_training(objective):
     model = idae.IDAE(latent_dim=3, objective=objective, noise=noise, max_epochs=40, patience=100, progress=False,
                       **SMALL)  # fmt: skip
     model.fit(genomic, clinical)
-    assert len(model.history.train_objective) == 40
-    norms = spectral_norms(linears(model.net.encoder.map.net))
+    assert len(model.history_.train_objective) == 40
+    norms = spectral_norms(linears(model.net_.encoder.map.net))
     assert max(norms) <= 1 + 1e-2, norms
     # the decoder is unconstrained: nothing pins its layers to norm 1
-    assert all(parametrize.is_parametrized(layer) is False for layer in linears(model.net.decoder))
+    assert all(parametrize.is_parametrized(layer) is False for layer in linears(model.net_.decoder))

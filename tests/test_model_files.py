@@ -302,7 +302,7 @@ def test_unknown_or_missing_keys(saved):
         ("augmentation", ["z", 2], "config['augmentation'] must be of type list of str"),
         ("augmentation", ["z", "z4"], "augmentation must be a non-empty subset"),
         ("device", "tpu", "device must be"),
-        ("val_fraction", 0.7, "val_fraction must be in"),
+        ("val_fraction", 0.7, "val_fraction must be a share in [0, 0.5)"),
     ],
 )
 def test_config_values_of_the_wrong_type_or_range(saved, key, value, problem):
@@ -367,9 +367,9 @@ def test_inconsistent_or_ill_typed_entries(saved, keys, value, problem):
 
 def test_history_may_be_absent_and_hold_nan(saved, fitted, data):
     edit(saved, lambda payload: set_in(payload, ["history", "val_objective"], [float("nan")]))
-    assert np.isnan(IDAE.load(saved).history.val_objective[0])
+    assert np.isnan(IDAE.load(saved).history_.val_objective[0])
     edit(saved, lambda payload: set_in(payload, ["history"], None))
-    assert IDAE.load(saved).history is None
+    assert IDAE.load(saved).history_ is None
 
 
 # -------------------------------------------------------------------- config.json against weights.pt
@@ -471,7 +471,7 @@ def test_save_never_replaces_what_is_not_a_model(fitted, tmp_path):
     assert (folder / "data.csv").read_text() == "keep me too"
     empty = tmp_path / "empty"
     empty.mkdir()
-    assert IDAE.load(fitted.save(empty)).genes == fitted.genes
+    assert IDAE.load(fitted.save(empty)).genes_ == fitted.genes_
     with pytest.raises(IdaeError, match="cannot save the model to"):
         fitted.save(file / "model")  # the parent is a file
     with pytest.raises(IdaeError, match="model path"):
@@ -481,10 +481,10 @@ def test_save_never_replaces_what_is_not_a_model(fitted, tmp_path):
 def test_a_save_killed_between_its_two_renames_loses_nothing(fitted, tmp_path):
     path = fitted.save(tmp_path / "model")
     os.replace(path, previous_of(path))  # the state a kill leaves: the old model set aside, the new one not in yet
-    assert IDAE.load(path).genes == fitted.genes  # load puts the last version back
+    assert IDAE.load(path).genes_ == fitted.genes_  # load puts the last version back
     assert not previous_of(path).exists()
     os.replace(path, previous_of(path))
-    assert IDAE.load(fitted.save(path)).genes == fitted.genes  # and so does the next save, which then replaces it
+    assert IDAE.load(fitted.save(path)).genes_ == fitted.genes_  # and so does the next save, which then replaces it
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model"]
 
 
@@ -492,7 +492,7 @@ def test_save_refuses_non_finite_weights(data, tmp_path):
     clinical, genomic = data
     model = IDAE(latent_dim=2, **TINY).fit(genomic, clinical)
     with torch.no_grad():
-        model.net.log_scale.fill_(float("nan"))
+        model.net_.log_scale.fill_(float("nan"))
     with pytest.raises(IdaeError, match="non-finite weights in \\['log_scale'\\]"):
         model.save(tmp_path / "model")
     assert not (tmp_path / "model").exists()
@@ -538,4 +538,4 @@ def test_a_loaded_model_names_missing_genes_and_clinical_columns(saved, data):
     extra = genomic[genomic.columns[::-1]].assign(unused=0.0)
     np.testing.assert_array_equal(model.encode(extra), model.encode(genomic))
     out = model.invert(extra, clinical.assign(stage="II"), {"er": "pos"})
-    assert list(out.columns) == model.genes and out.index.equals(genomic.index)
+    assert list(out.columns) == model.genes_ and out.index.equals(genomic.index)

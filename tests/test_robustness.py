@@ -357,7 +357,7 @@ def test_align_fit_encode_invert_save_load_on_tiny_cohorts(cohort, data):
     status, moved = outcome(lambda: model.invert(genomic, clinical, changes))
     event(f"invert: {status}")
     if status == "ok":
-        assert moved.index.equals(genomic.index) and list(moved.columns) == model.genes
+        assert moved.index.equals(genomic.index) and list(moved.columns) == model.genes_
         assert np.isfinite(moved.to_numpy()).all()
     with tempfile.TemporaryDirectory() as folder:
         loaded = IDAE.load(model.save(Path(folder) / "model"))
@@ -454,8 +454,9 @@ def test_a_fitted_model_returns_or_raises_idae_error_for_any_input(fitted, genom
 
 # ------------------------------------------------------------------------------------------ constructor
 
-KINDS = {bool: "any", int: "int", float: "float", str: "any", tuple: "sequence"}  # by the type of the default
-FIELDS = {f.name: KINDS[type(f.default)] for f in dataclasses.fields(Config)} | {"unknown_argument": "any"}
+KINDS = {"bool": "any", "int": "int", "float": "float", "str": "any", "device": "any", "ints": "sequence",
+         "strs": "sequence"}  # by the kind of each setting's declared rule
+FIELDS = {f.name: KINDS[f.metadata["rule"].kind] for f in dataclasses.fields(Config)} | {"unknown_argument": "any"}
 ANYTHING = st.one_of(
     st.none(), st.booleans(), st.integers(-(2**70), 2**70), st.floats(allow_nan=True, allow_infinity=True),
     st.text(max_size=6),
