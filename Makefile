@@ -14,6 +14,13 @@ PROFILE ?= default
 export OMP_NUM_THREADS := 2
 export MKL_NUM_THREADS := 2
 export OPENBLAS_NUM_THREADS := 2
+# One instruction set for every x86 machine: torch's kernels, MKL (which dispatches by CPU vendor too) and OpenBLAS
+# otherwise pick AVX-512 or vendor-specific code where they find it, which sums floats in another order, so fits (and
+# the committed notebooks' outputs that nbval compares) would differ from one machine to the next.
+export ATEN_CPU_CAPABILITY := avx2
+export MKL_CBWR := AVX2,STRICT
+export OPENBLAS_CORETYPE := Haswell
+export ONEDNN_MAX_CPU_ISA := AVX2
 export PYTHONHASHSEED := 0
 export PYDEVD_DISABLE_FILE_VALIDATION := 1
 
