@@ -21,13 +21,7 @@ from idae.config import FIELDS, Config, checked_config, parameters_doc, statisti
 from idae.data import Standardizer, hold_out
 from idae.design import ClinicalDesign
 from idae.errors import IdaeError, IdentifiabilityWarning
-from idae.invert import (
-    LatentModel,
-    apply_changes,
-    counterfactual_change,
-    fit_inversion_paths,
-    refuse_overflow,
-)
+from idae.invert import LatentModel, apply_changes, counterfactual_change, fit_inversion_paths, refuse_overflow
 from idae.metrics import ConditionReport, condition_check
 from idae.model import IDAENet
 from idae.train import History, Objective, resolve_device, seed_everything, train
@@ -418,8 +412,18 @@ class IDAE:
     # ------------------------------------------------------------------------------------ save/load
 
     def save(self, path: str | Path) -> Path:
-        """Write the fitted model to the folder `path` (weights.pt and config.json, atomically; `idae.modelfile`)
-        and return `path`. An existing `path` is replaced only when it is a model folder (or empty)."""
+        """Write the fitted model to a folder (weights.pt and config.json, atomically; `idae.modelfile`).
+
+        Parameters
+        ----------
+        path : str or Path
+            The folder. An existing one is replaced only when it is a model folder (or empty).
+
+        Returns
+        -------
+        Path
+            `path`.
+        """
         net = self._check_fitted()
         path = modelfile.as_path(path)
         state = {k: v.detach().cpu() for k, v in net.state_dict().items()}

@@ -1,8 +1,10 @@
 """Static, self-contained HTML of the executed report: `python -m idae.html NOTEBOOK_DIR HTML_DIR`.
 
-Each numbered notebook becomes `<stem>.html` (figures inline as base64 data URIs) beside an `index.html`.
-The pages fetch nothing from the network: nbconvert's lab template loads require.js, MathJax and mermaid
-from a CDN, and the template below drops those blocks, so the math shows as its TeX source.
+Each numbered notebook becomes `<stem>.html` (figures inline as base64 data URIs) beside an `index.html` and a
+`mathjax/` folder. The pages fetch nothing from the network: nbconvert's lab template loads require.js, MathJax
+and mermaid from a CDN; the template below drops require.js and mermaid, and MathJax (2.7, the version nbconvert
+configures) is copied from the `jupyter-server-mathjax` package and loaded from beside the pages, so formulas
+render offline.
 The folder is rendered beside HTML_DIR and moved into place only when every page rendered.
 """
 
@@ -12,6 +14,7 @@ import argparse
 import html
 import os
 import re
+import shutil
 import sys
 from pathlib import Path
 
@@ -19,25 +22,42 @@ import nbformat
 
 from idae.errors import IdaeError
 from idae.files import replaced_folder
+from idae.results import read_table
 
-# The lab template without its CDN scripts (require.js, MathJax, mermaid, widgets), plus a link back to the index.
+# The lab template without its CDN scripts (require.js, mermaid, widgets), plus a link back to the index; MathJax
+# stays, from MATHJAX_URL.
 OFFLINE_TEMPLATE = """{%- extends 'index.html.j2' -%}
 {%- block html_head_js -%}{%- endblock html_head_js -%}
 {%- block jupyter_widgets -%}{%- endblock jupyter_widgets -%}
-{%- block html_head_js_mathjax -%}{%- endblock html_head_js_mathjax -%}
 {%- block html_head_js_mermaidjs -%}{%- endblock html_head_js_mermaidjs -%}
 {%- block body_header -%}{{ super() }}
 <nav class="idae-nav" style="padding: 8px 0"><a href="index.html">&larr; Report index</a></nav>
 {%- endblock body_header -%}
 """
 
+MATHJAX_URL = "mathjax/MathJax.js?config=TeX-AMS-MML_HTMLorMML-full,Safe"  # relative: the copy beside the pages
+
+
+def mathjax_folder() -> Path:
+    """MathJax 2.7's files as the `jupyter-server-mathjax` package ships them."""
+    try:
+        import jupyter_server_mathjax
+    except ImportError:
+        raise IdaeError("rendering the report needs the jupyter-server-mathjax package (in requirements.lock): "
+                        "run `make venv`") from None  # fmt: skip
+    return Path(jupyter_server_mathjax.__file__).parent / "static"
+
+
 INDEX = """<!DOCTYPE html>
 <html lang="en">
 <head><meta charset="utf-8"><title>{title}</title>
 <style>body {{ font-family: sans-serif; max-width: 50em; margin: 2em auto; line-height: 1.5 }}
-li {{ margin-bottom: 0.8em }}</style></head>
+li {{ margin-bottom: 0.8em }}
+table {{ border-collapse: collapse; font-size: 0.9em }} td, th {{ border: 1px solid #ccc; padding: 4px 6px }}</style>
+</head>
 <body>
 <h1>{title}</h1>
+{results}
 <ol>
 {items}
 </ol>
@@ -78,6 +98,16 @@ def title_and_summary(nb: nbformat.NotebookNode, fallback: str) -> tuple[str, st
     return fallback, ""
 
 
+def results_html(table) -> str:
+    """The run's headline results (`idae.results.read_table`) as an HTML table under a heading; "" for none."""
+    if table.empty:
+        return ""
+    header = "".join(f"<th>{html.escape(c)}</th>" for c in table.columns)
+    rows = "".join("<tr>" + "".join(f"<td>{html.escape(str(v))}</td>" for v in row) + "</tr>\n"
+                   for row in table.to_numpy())  # fmt: skip
+    return f"<h2>Results at a glance (this run)</h2>\n<table>\n<tr>{header}</tr>\n{rows}</table>"
+
+
 def render_report(notebook_dir: Path, html_dir: Path, title: str) -> Path:
     """Render every numbered notebook in notebook_dir to html_dir/<stem>.html plus an index.html; return html_dir.
 
@@ -93,8 +123,11 @@ def render_report(notebook_dir: Path, html_dir: Path, title: str) -> Path:
     for path, nb in notebooks.items():
         check_no_errors(nb, path.name)
 
-    exporter = HTMLExporter(template_name="lab", raw_template=OFFLINE_TEMPLATE, embed_images=True)
+    exporter = HTMLExporter(template_name="lab", raw_template=OFFLINE_TEMPLATE, embed_images=True,
+                            mathjax_url=MATHJAX_URL)  # fmt: skip
+    mathjax = mathjax_folder()
     with replaced_folder(html_dir) as tmp:
+        shutil.copytree(mathjax, tmp / "mathjax")
         items = []
         for path, nb in notebooks.items():
             heading, summary = title_and_summary(nb, path.stem)
@@ -106,7 +139,8 @@ def render_report(notebook_dir: Path, html_dir: Path, title: str) -> Path:
                 f'<li><a href="{html.escape(path.stem)}.html">{html.escape(heading)}</a>'
                 f"<br>{html.escape(summary)}</li>"
             )
-        index = INDEX.format(title=html.escape(title), items="\n".join(items))
+        index = INDEX.format(title=html.escape(title), items="\n".join(items),
+                             results=results_html(read_table(notebook_dir.parent)))  # fmt: skip
         (tmp / "index.html").write_text(index, encoding="utf-8")
         os.chmod(tmp, 0o755)
     return html_dir

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -9,8 +10,10 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import seaborn as sns
+from matplotlib.text import Annotation, Text
 from sklearn.decomposition import PCA
 
+from idae.errors import IdaeError
 from idae.files import replaced_file
 from idae.metrics import ranks
 
@@ -22,11 +25,97 @@ def set_theme() -> None:
 
 def save(fig: plt.Figure, path: str | Path) -> Path:
     """Save as PNG (dpi 120, tight) creating the folder, in one rename (`files.replaced_file`); deterministic
-    metadata so reruns are stable."""
+    metadata so reruns are stable. Refuses (IdaeError, nothing written) a figure with `legibility_problems`."""
+    problems = legibility_problems(fig)
+    if problems:
+        raise IdaeError(f"figure {Path(path).name} is hard to read: " + "; ".join(problems))
     path = Path(path)
     with replaced_file(path) as tmp:
         fig.savefig(tmp, format="png", dpi=120, bbox_inches="tight", metadata={"Software": None})
     return path
+
+
+MIN_FONT_PT = 7.0  # the smallest text a page-width figure stays readable at
+
+
+def _drawn_texts(fig: plt.Figure) -> list[Text]:
+    """The figure's visible, non-empty texts as drawn: tick labels of ticks outside the view are left out (matplotlib
+    keeps them as artists but does not draw them)."""
+    undrawn = set()
+    for ax in fig.axes:
+        for axis in (ax.xaxis, ax.yaxis):
+            low, high = sorted(axis.get_view_interval())
+            slack = 1e-9 * max(abs(low), abs(high), 1.0)
+            for tick in axis.get_major_ticks() + axis.get_minor_ticks():
+                if not low - slack <= tick.get_loc() <= high + slack:
+                    undrawn.update((tick.label1, tick.label2))
+    return [t for t in fig.findobj(Text)
+            if t not in undrawn and t.get_visible() and t.get_text().strip()]  # fmt: skip
+
+
+def _text_box(text: Text, renderer) -> object:
+    """The window box of the text alone (an annotation's own extent also spans its connecting line)."""
+    if isinstance(text, Annotation):
+        text.update_positions(renderer)
+    return Text.get_window_extent(text, renderer)
+
+
+def _overlap(a, b) -> bool:
+    """Two window boxes share more than a pixel each way."""
+    return min(a.x1, b.x1) - max(a.x0, b.x0) > 1 and min(a.y1, b.y1) - max(a.y0, b.y0) > 1
+
+
+def legibility_problems(fig: plt.Figure) -> list[str]:
+    """What makes `fig` hard to read at page width, one sentence each: an axis showing tick labels without an axis
+    label, text smaller than `MIN_FONT_PT`, and any two drawn texts (tick, point, axis and legend labels, titles)
+    whose boxes overlap by more than a pixel. Empty when the figure reads."""
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    problems = []
+    for k, ax in enumerate(fig.axes):
+        if not ax.get_visible() or not ax.axison:
+            continue
+        where = f"'{ax.get_title()}'" if ax.get_title() else f"panel {k}"
+        for axis, letter in ((ax.xaxis, "x"), (ax.yaxis, "y")):
+            ticks = [t for t in axis.get_ticklabels() if t.get_visible() and t.get_text().strip()]
+            if ticks and axis.get_visible() and not axis.get_label_text().strip():
+                problems.append(f"{where}: the {letter} axis has tick labels but no axis label")
+    texts = _drawn_texts(fig)
+    problems += [f"'{t.get_text()}' is {t.get_fontsize():.1f} pt (< {MIN_FONT_PT:g})"
+                 for t in texts if t.get_fontsize() < MIN_FONT_PT]  # fmt: skip
+    boxes = [_text_box(t, renderer) for t in texts]
+    for i, j in itertools.combinations(range(len(texts)), 2):
+        if _overlap(boxes[i], boxes[j]):
+            problems.append(f"'{texts[i].get_text()}' overlaps '{texts[j].get_text()}'")
+    return problems
+
+
+def place_labels(ax: plt.Axes, x: Sequence[float], y: Sequence[float], names: Sequence[str],
+                 fontsize: float = 8.0) -> None:  # fmt: skip
+    """Label the points (x, y) with `names`, each label at the first of several offsets around its point (nearest
+    first) where it overlaps no label placed before it and no tick label, joined to its point by a thin line when
+    moved away from it. A label that finds no free place stays at its nearest offset (`legibility_problems` then
+    reports it)."""
+    fig = ax.figure
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    taken = [_text_box(t, renderer) for t in _drawn_texts(fig)]
+    offsets = [(dx * r, dy * r) for r in (4, 12, 22, 34) for dx, dy in
+               ((1, 1), (1, -1), (-1, 1), (-1, -1), (0, 1.5), (0, -1.5), (1.5, 0), (-1.5, 0))]  # fmt: skip
+    for px, py, name in zip(x, y, names, strict=True):
+        for k, (dx, dy) in enumerate(offsets):
+            label = ax.annotate(name, (px, py), xytext=(dx, dy), textcoords="offset points", fontsize=fontsize,
+                                ha="left" if dx > 0 else "right" if dx < 0 else "center",
+                                va="bottom" if dy > 0 else "top" if dy < 0 else "center",
+                                arrowprops={"arrowstyle": "-", "lw": 0.5, "color": "#555555"} if k >= 8 else None)
+            box = _text_box(label, renderer)
+            if not any(_overlap(box, other) for other in taken):
+                break
+            label.remove()
+        else:  # nowhere free: the nearest place
+            label = ax.annotate(name, (px, py), xytext=offsets[0], textcoords="offset points", fontsize=fontsize)
+            box = _text_box(label, renderer)
+        taken.append(box)
 
 
 def clinical_distributions(clinical: pd.DataFrame) -> plt.Figure:
@@ -34,19 +123,24 @@ def clinical_distributions(clinical: pd.DataFrame) -> plt.Figure:
     cols = list(clinical.columns)
     ncol = min(3, len(cols))
     nrow = int(np.ceil(len(cols) / ncol))
-    fig, axes = plt.subplots(nrow, ncol, figsize=(4 * ncol, 3 * nrow), squeeze=False)
+    categorical = [c for c in cols if isinstance(clinical[c].dtype, pd.CategoricalDtype)]
+    levels = max([len(clinical[c].cat.categories) + 1 for c in categorical] + [8])  # the tallest panel sets the height
+    fig, axes = plt.subplots(nrow, ncol, figsize=(4.2 * ncol, (0.8 + 0.28 * levels) * nrow), squeeze=False)
     for ax, col in zip(axes.flat, cols, strict=False):
         values = clinical[col]
         if isinstance(values.dtype, pd.CategoricalDtype):
             counts = values.astype(object).fillna("missing").value_counts().sort_index()
             colors = ["#bbbbbb" if k == "missing" else "#4c72b0" for k in counts.index]
-            ax.bar(counts.index.astype(str), counts.to_numpy(), color=colors)
+            ax.barh(counts.index.astype(str)[::-1], counts.to_numpy()[::-1], color=colors[::-1])
+            ax.set_xlabel("patients")
+            ax.set_ylabel("level (grey: missing)")
         else:
             ax.hist(values.dropna(), bins=20, color="#4c72b0")
             if values.isna().any():
                 ax.text(0.98, 0.95, f"{values.isna().sum()} missing", ha="right", va="top", transform=ax.transAxes)
+            ax.set_xlabel(f"{col} (as recorded)")
+            ax.set_ylabel("patients")
         ax.set_title(col)
-        ax.set_ylabel("patients")
     for ax in list(axes.flat)[len(cols) :]:
         ax.axis("off")
     fig.tight_layout()
@@ -77,14 +171,19 @@ def gene_variance(variance: pd.Series, cut: float) -> plt.Figure:
 
 
 def pca_scatter(genomic: pd.DataFrame, clinical: pd.DataFrame, columns: list[str]) -> plt.Figure:
-    """First two principal components of the genomic table, one panel per clinical column."""
+    """First two principal components of the genomic table, one panel per clinical column; no colour means two
+    things (each panel's levels take their own colours, missing is grey in every panel)."""
     pcs = PCA(n_components=2, random_state=0).fit(genomic.to_numpy())
     scores = pcs.transform(genomic.to_numpy())
+    hues = {col: clinical[col].astype(object).fillna("missing").astype(str) for col in columns}
+    orders = {col: sorted(set(h) - {"missing"}) for col, h in hues.items()}
+    tab20 = sns.color_palette("tab20")  # saturated colours first, then their light pairs; its greys left for missing
+    colours = itertools.cycle([tab20[k] for k in (0, 2, 4, 6, 8, 10, 12, 16, 18, 1, 3, 5, 7, 9, 11, 13, 17, 19)])
     fig, axes = plt.subplots(1, len(columns), figsize=(4.5 * len(columns), 4), squeeze=False)
     for ax, col in zip(axes[0], columns, strict=True):
-        hue = clinical[col].astype(object).fillna("missing").astype(str)
-        order = sorted(set(hue) - {"missing"}) + (["missing"] if (hue == "missing").any() else [])
-        sns.scatterplot(x=scores[:, 0], y=scores[:, 1], hue=hue, hue_order=order, ax=ax, s=25, palette="deep")
+        hue, order = hues[col], orders[col] + (["missing"] if (hues[col] == "missing").any() else [])
+        palette = {level: "#bbbbbb" if level == "missing" else next(colours) for level in order}
+        sns.scatterplot(x=scores[:, 0], y=scores[:, 1], hue=hue, hue_order=order, ax=ax, s=25, palette=palette)
         ev = pcs.explained_variance_ratio_
         ax.set_xlabel(f"PC1 ({ev[0]:.0%})")
         ax.set_ylabel(f"PC2 ({ev[1]:.0%})")
@@ -121,13 +220,12 @@ def loss_curves(histories: dict[str, object], objective_labels: dict[str, str] |
 def per_patient_figure(scores: dict[str, pd.DataFrame], title: str) -> plt.Figure:
     """Per-patient Pearson r and R² of the predicted against the true change, one box per method."""
     long = pd.concat([s.assign(method=name) for name, s in scores.items()], ignore_index=True)
-    fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
+    fig, axes = plt.subplots(1, 2, figsize=(11, 0.4 * len(scores) + 1.4), sharey=True)
     for ax, col, label in ((axes[0], "pearson", "Pearson r"), (axes[1], "r2", "R² (clipped at −1)")):
         data = long.assign(value=long[col].clip(lower=-1)).dropna(subset=["value"])
-        sns.boxplot(data=data, x="method", y="value", ax=ax, color="#9fb8d8", fliersize=2)
-        ax.set_ylabel(f"per-patient {label}")
-        ax.set_xlabel("")
-        ax.tick_params(axis="x", rotation=30)
+        sns.boxplot(data=data, y="method", x="value", order=list(scores), ax=ax, color="#9fb8d8", fliersize=2)
+        ax.set_xlabel(f"per-patient {label}")
+        ax.set_ylabel("method" if ax is axes[0] else "")
     fig.suptitle(title)
     fig.tight_layout()
     return fig
@@ -139,18 +237,19 @@ def volcano(mean: pd.Series, consistency: pd.Series, marked: dict[str, Sequence[
     fig, ax = plt.subplots(figsize=(6.5, 4.8))
     ax.scatter(mean, consistency, s=4, color="#bbbbbb", rasterized=True, label="all genes")
     cut = np.sort(np.abs(mean.to_numpy()))[::-1][int(np.ceil(top_share * len(mean))) - 1]
+    top_label = f"top {top_share:.0%} of genes by |mean Δ̂|"
     for x in (-cut, cut):
-        ax.axvline(x, color="#888888", lw=0.8, ls="--")
+        ax.axvline(x, color="#888888", lw=0.8, ls="--", label=top_label if x > 0 else None)
+    shown_all = []
     for (name, genes), color in zip(marked.items(), sns.color_palette("deep"), strict=False):
         shown = [g for g in genes if g in mean.index]
         ax.scatter(mean[shown], consistency[shown], s=22, color=color, label=name, zorder=3)
-        for g in shown:
-            ax.annotate(g, (mean[g], consistency[g]), fontsize=7, xytext=(3, 2), textcoords="offset points")
+        shown_all += shown
     ax.set_xlabel("mean predicted change Δ̂ (standardised units)")
     ax.set_ylabel(ylabel)
-    ax.legend(fontsize=8, loc="best")
-    ax.set_title(f"dashed: top {top_share:.0%} of genes by |mean Δ̂|")
+    ax.legend(fontsize=8, loc="lower left", bbox_to_anchor=(0, 1.01), ncol=2, frameon=False)
     fig.tight_layout()
+    place_labels(ax, mean[shown_all], consistency[shown_all], shown_all)
     return fig
 
 
@@ -163,6 +262,7 @@ def top_genes_figure(effect: pd.Series, marked: Sequence[str], n: int = 30, titl
     ax.set_yticks(np.arange(n)[::-1], top.index, fontsize=8)
     ax.axvline(0, color="black", lw=0.8)
     ax.set_xlabel("mean predicted change Δ̂ (standardised units)")
+    ax.set_ylabel(f"gene (red: signature; the {n} largest |Δ̂|)")
     ax.set_title(title)
     fig.tight_layout()
     return fig
@@ -176,22 +276,29 @@ def replication_figure(panels: dict[str, tuple[pd.Series, pd.Series]], ylabel: s
         ax.scatter(x, y, s=3, alpha=0.4, color="#4c72b0", rasterized=True)
         shown = [g for g in marked if g in x.index]
         ax.scatter(x[shown], y[shown], s=18, color="#c44e52", zorder=3)
-        for g in shown:
-            ax.annotate(g, (x[g], y[g]), fontsize=7, xytext=(3, 2), textcoords="offset points")
         r = np.corrcoef(x.to_numpy(), y.to_numpy())[0, 1]
         ax.set_title(f"r = {r:.2f} over {len(x)} genes")
         ax.set_xlabel(xlabel)
         ax.set_ylabel(ylabel)
     fig.tight_layout()
+    for ax, (x, y) in zip(axes[0], panels.values(), strict=True):
+        shown = [g for g in marked if g in x.index]
+        place_labels(ax, x[shown], y[shown], shown)
     return fig
 
 
-def patient_heatmap(before: pd.DataFrame, after: pd.DataFrame, genes: Sequence[str], title: str = "") -> plt.Figure:
-    """Before / after profiles of a few patients over `genes`: one row pair per patient."""
+def patient_heatmap(before: pd.DataFrame, after: pd.DataFrame, genes: Sequence[str], title: str = "",
+                    reference: pd.Series | None = None, reference_label: str = "target group mean"
+                    ) -> plt.Figure:  # fmt: skip
+    """Before / after profiles of a few patients over `genes`: one row pair per patient, then `reference` (for
+    example the target group's mean profile) as the last row."""
     rows, labels = [], []
     for patient in before.index:
         rows += [before.loc[patient, list(genes)], after.loc[patient, list(genes)]]
         labels += [f"{patient} before", f"{patient} after"]
+    if reference is not None:
+        rows.append(reference[list(genes)])
+        labels.append(reference_label)
     table = pd.DataFrame(rows, index=labels)
     lim = float(np.abs(table.to_numpy()).max())
     fig, ax = plt.subplots(figsize=(0.32 * len(genes) + 3, 0.36 * len(table) + 1.5))
@@ -199,6 +306,8 @@ def patient_heatmap(before: pd.DataFrame, after: pd.DataFrame, genes: Sequence[s
                 cbar_kws={"label": "expression (standardised)"})  # fmt: skip
     for k in range(2, len(table), 2):
         ax.axhline(k, color="white", lw=2)
+    ax.set_xlabel("gene")
+    ax.set_ylabel("patient, before and after" + ("; reference" if reference is not None else ""))
     ax.set_title(title)
     fig.tight_layout()
     return fig
@@ -229,7 +338,7 @@ def ablation_strip(rows: pd.DataFrame, order: Sequence[str], chance: float, n_pa
     ax.axvline(target, color="black", ls="--", lw=0.8, label=f"target {target:.2f}")
     ax.set_xlim(0, 1)
     ax.set_xlabel("strong MCC on held-out patients (1 = identified up to permutation and scale)")
-    ax.set_ylabel("")
+    ax.set_ylabel("variant")
     handles, labels = ax.get_legend_handles_labels()
     unique = dict(zip(labels, handles, strict=True))  # the strip plot labels every seed's points
     ax.legend(unique.values(), unique.keys(), fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1), frameon=False)
@@ -239,7 +348,7 @@ def ablation_strip(rows: pd.DataFrame, order: Sequence[str], chance: float, n_pa
 def matched_factors(codes: np.ndarray, truth: np.ndarray, pairs: Sequence[tuple[int, int, float]]) -> plt.Figure:
     """One panel per (true source, matched factor, |r|) in `pairs`: the source (truth (n, d)) against the factor
     (codes (n, d)) the matching pairs with it."""
-    fig, axes = plt.subplots(1, len(pairs), figsize=(2.3 * len(pairs), 2.6))
+    fig, axes = plt.subplots(1, len(pairs), figsize=(2.3 * len(pairs), 2.6), sharey=True)
     for ax, (t, e, value) in zip(np.atleast_1d(axes), pairs, strict=True):
         ax.scatter(truth[:, t], codes[:, e], s=3, alpha=0.4)
         ax.set_title(f"source s{t}: |r| = {value:.2f}", fontsize=9)
@@ -276,8 +385,11 @@ def cross_fit_mcc(panels: dict[str, pd.DataFrame]) -> plt.Figure:
     fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 4.2))
     for ax, (title, matrix) in zip(np.atleast_1d(axes), panels.items(), strict=True):
         m = matrix.copy()
-        m.index = m.columns = [f"fit {i}" for i in range(len(m))]
+        m.index = m.columns = [str(i) for i in range(len(m))]
         sns.heatmap(m, vmin=0, vmax=1, cmap="viridis", annot=True, fmt=".2f", ax=ax, square=True,
                     cbar_kws={"label": "strong MCC between the two fits"})  # fmt: skip
+        ax.set_xlabel("fit")
+        ax.set_ylabel("fit")
         ax.set_title(title, fontsize=10)
+    fig.tight_layout()
     return fig

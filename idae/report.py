@@ -180,6 +180,7 @@ def run(
     to `build/html/`; any other run writes everything under `build/<name>/`.
     """
     from idae.html import render_report
+    from idae.results import update_readme
 
     name, params = load_params(profile, params_file, overrides)
     paths = notebook_paths()
@@ -187,6 +188,7 @@ def run(
     if name == "default" and not params:
         _execute(paths, params, NOTEBOOKS, kernel)
         render_report(NOTEBOOKS, BUILD / "html", title="idae report")
+        update_readme(ROOT / "README.md", ROOT)  # the README's table follows the committed run
         return ROOT
     if params.get("clinical_path") and not params.get("dataset"):
         params["dataset"] = name.removesuffix(f"_{profile}")  # the report's text names the data after the run

@@ -7,6 +7,7 @@ browser, no `playwright install`). Without them they are skipped, unless IDAE_RE
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,7 +16,7 @@ import pytest
 from browser import PAGE_PROBLEMS_JS, PIXEL, check_report, serve
 
 from idae.errors import IdaeError
-from idae.html import notebook_paths, render_report
+from idae.html import MATHJAX_URL, notebook_paths, render_report
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = ROOT / "notebooks"
@@ -36,16 +37,38 @@ def test_render_writes_one_page_per_notebook_and_an_index(report):
     html_dir, _ = report
     stems = [p.stem for p in notebook_paths(NOTEBOOKS)]
     assert len(stems) == 5
-    assert sorted(p.name for p in html_dir.iterdir()) == sorted([f"{s}.html" for s in stems] + ["index.html"])
+    expected = [f"{s}.html" for s in stems] + ["index.html", "mathjax"]
+    assert sorted(p.name for p in html_dir.iterdir()) == sorted(expected)
     assert not [p for p in html_dir.parent.iterdir() if p != html_dir], "temporary folders left beside the report"
     for stem in stems:
         page = (html_dir / f"{stem}.html").read_text()
-        assert "<script src=" not in page and "cdnjs" not in page, f"{stem}.html loads a script from a CDN"
+        scripts = re.findall(r'<script[^>]*\bsrc="([^"]*)"', page)
+        assert scripts == [MATHJAX_URL] and "cdnjs" not in page, f"{stem}.html loads {scripts}"
+        assert (html_dir / MATHJAX_URL.split("?")[0]).is_file()
 
 
 def test_every_page_shows_its_figures_and_no_error(browser, report):
     context, outside = browser
     check_report(context, report[1], NOTEBOOKS)
+    assert outside == [], f"the report fetched from outside localhost: {outside}"
+
+
+def test_formulas_render_offline(browser, report):
+    """Every page whose notebook has TeX in its markdown shows it typeset by the local MathJax: rendered formulas,
+    no MathJax error, nothing fetched from outside localhost."""
+    context, outside = browser
+    with_math = [p for p in notebook_paths(NOTEBOOKS) if "$" in "".join(
+        c.source for c in nbformat.read(p, as_version=4).cells if c.cell_type == "markdown")]  # fmt: skip
+    assert with_math, "no notebook has a formula to check"
+    page = context.new_page()
+    for path in with_math:
+        page.goto(report[1] + f"{path.stem}.html")
+        page.wait_for_function("() => window.MathJax && MathJax.Hub && MathJax.Hub.queue.pending === 0 "
+                               "&& MathJax.Hub.queue.running === 0", timeout=60_000)  # fmt: skip
+        typeset = page.evaluate("() => [document.querySelectorAll('.MathJax, .MathJax_CHTML').length, "
+                                "document.querySelectorAll('.MathJax_Error, merror').length]")  # fmt: skip
+        assert typeset[0] > 0 and typeset[1] == 0, (path.stem, typeset)
+    page.close()
     assert outside == [], f"the report fetched from outside localhost: {outside}"
 
 
