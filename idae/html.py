@@ -102,10 +102,7 @@ def results_html(table) -> str:
     """The run's headline results (`idae.results.read_table`) as an HTML table under a heading; "" for none."""
     if table.empty:
         return ""
-    header = "".join(f"<th>{html.escape(c)}</th>" for c in table.columns)
-    rows = "".join("<tr>" + "".join(f"<td>{html.escape(str(v))}</td>" for v in row) + "</tr>\n"
-                   for row in table.to_numpy())  # fmt: skip
-    return f"<h2>Results at a glance (this run)</h2>\n<table>\n<tr>{header}</tr>\n{rows}</table>"
+    return f"<h2>Results at a glance (this run)</h2>\n{table.to_html(index=False, border=0)}"
 
 
 def render_report(notebook_dir: Path, html_dir: Path, title: str) -> Path:

@@ -102,19 +102,22 @@ def place_labels(ax: plt.Axes, x: Sequence[float], y: Sequence[float], names: Se
     taken = [_text_box(t, renderer) for t in _drawn_texts(fig)]
     offsets = [(dx * r, dy * r) for r in (4, 12, 22, 34) for dx, dy in
                ((1, 1), (1, -1), (-1, 1), (-1, -1), (0, 1.5), (0, -1.5), (1.5, 0), (-1.5, 0))]  # fmt: skip
-    for px, py, name in zip(x, y, names, strict=True):
-        for k, (dx, dy) in enumerate(offsets):
-            label = ax.annotate(name, (px, py), xytext=(dx, dy), textcoords="offset points", fontsize=fontsize,
-                                ha="left" if dx > 0 else "right" if dx < 0 else "center",
-                                va="bottom" if dy > 0 else "top" if dy < 0 else "center",
-                                arrowprops={"arrowstyle": "-", "lw": 0.5, "color": "#555555"} if k >= 8 else None)
+    def annotate(name: str, point: tuple[float, float], k: int) -> Annotation:
+        dx, dy = offsets[k]
+        return ax.annotate(name, point, xytext=(dx, dy), textcoords="offset points", fontsize=fontsize,
+                           ha="left" if dx > 0 else "right" if dx < 0 else "center",
+                           va="bottom" if dy > 0 else "top" if dy < 0 else "center",
+                           arrowprops={"arrowstyle": "-", "lw": 0.5, "color": "#555555"} if k >= 8 else None)
+
+    for point, name in zip(zip(x, y, strict=True), names, strict=True):
+        for k in range(len(offsets)):
+            label = annotate(name, point, k)
             box = _text_box(label, renderer)
             if not any(_overlap(box, other) for other in taken):
                 break
             label.remove()
         else:  # nowhere free: the nearest place
-            label = ax.annotate(name, (px, py), xytext=offsets[0], textcoords="offset points", fontsize=fontsize)
-            box = _text_box(label, renderer)
+            box = _text_box(annotate(name, point, 0), renderer)
         taken.append(box)
 
 
@@ -272,18 +275,19 @@ def replication_figure(panels: dict[str, tuple[pd.Series, pd.Series]], ylabel: s
                        marked: Sequence[str] = ()) -> plt.Figure:  # fmt: skip
     """One scatter per panel: (x effect, y effect) over shared genes with Pearson r in the title."""
     fig, axes = plt.subplots(1, len(panels), figsize=(4.6 * len(panels), 4.2), squeeze=False)
+    labelled = []  # (axes, x, y, names) of the marked genes, labelled once the layout is final
     for ax, (xlabel, (x, y)) in zip(axes[0], panels.items(), strict=True):
         ax.scatter(x, y, s=3, alpha=0.4, color="#4c72b0", rasterized=True)
         shown = [g for g in marked if g in x.index]
+        labelled.append((ax, x[shown], y[shown], shown))
         ax.scatter(x[shown], y[shown], s=18, color="#c44e52", zorder=3)
         r = np.corrcoef(x.to_numpy(), y.to_numpy())[0, 1]
         ax.set_title(f"r = {r:.2f} over {len(x)} genes")
         ax.set_xlabel(xlabel)
         ax.set_ylabel(ylabel)
-    fig.tight_layout()
-    for ax, (x, y) in zip(axes[0], panels.values(), strict=True):
-        shown = [g for g in marked if g in x.index]
-        place_labels(ax, x[shown], y[shown], shown)
+    fig.tight_layout()  # labels are placed on the final layout
+    for args in labelled:
+        place_labels(*args)
     return fig
 
 
