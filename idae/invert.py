@@ -14,7 +14,8 @@ does not move the factors does not move the prediction: with a hundred patients 
 coefficients of such a column are noise, which the decoder spreads over every gene. A clinical effect
 on a factor can depend on another clinical column (the ER effect on a grade-3 tumour is not the ER
 effect on a grade-1 one), so μ also takes products of two design columns, each only for the factors
-where a test says it moves them (`select_interactions`): a product the data do not support stays out.
+where a test says it moves them (`select_interactions`): a product the data do not support stays out,
+and one they support keeps its least-squares coefficient (the test has already weighed its evidence).
 
 The decoder maps the move to genes; a direct path adds what the factors do not carry: the per-gene
 least-squares effect of the clinical design on the decoder's training residuals, shrunk the same way
@@ -180,8 +181,9 @@ def fit_latent_model(z: np.ndarray, regressors: np.ndarray, method: str, keep: n
     """Fit μ(y) and log σ²(y) of the factors on training codes z (n, d) and regressors (n, q).
 
     `shrinkage`: least squares on the regressors `keep` (default all), and for μ the products among `candidates`
-    that `select_interactions` keeps for each factor; every coefficient shrunk by empirical Bayes across the
-    factors and features (`shrink`); the others get zero. Without it: ridge with `alpha` on the regressors."""
+    that `select_interactions` keeps for each factor; the regressors' coefficients shrunk by empirical Bayes
+    across the factors (`shrink`), the selected products' kept as fitted; the others get zero. Without it: ridge
+    with `alpha` on the regressors."""
     q, d = regressors.shape[1], z.shape[1]
     if not shrinkage:
         mean_coef = ridge(regressors, z, alpha)
@@ -196,8 +198,9 @@ def fit_latent_model(z: np.ndarray, regressors: np.ndarray, method: str, keep: n
     features = model.features(regressors)
 
     def shrunk(target: np.ndarray, columns: list[np.ndarray], known_var: float | None = None) -> np.ndarray:
-        """Least squares of each target column j on the features columns[j], all coefficients shrunk together:
-        (1 + features, d). With `known_var` the noise variance is known, so the standard errors need no estimate."""
+        """Least squares of each target column j on the features columns[j], the coefficients of the regressors
+        shrunk together: (1 + features, d). With `known_var` the noise variance is known, so the standard errors
+        need no estimate."""
         fits = []
         for j, cols in enumerate(columns):
             x = features[:, cols]
@@ -207,9 +210,13 @@ def fit_latent_model(z: np.ndarray, regressors: np.ndarray, method: str, keep: n
                 # a constant column gives a tiny negative diagonal
                 se = np.sqrt(np.maximum(np.diag(np.linalg.pinv(x1.T @ x1))[1:], 0.0) * known_var)[:, None]
             fits.append((coef[:, 0], se[:, 0]))
+        coef, se = np.concatenate([c for c, _ in fits]), np.concatenate([s for _, s in fits])
+        # A product is in only where its test selected it, so it keeps its least-squares value: shrinking it again
+        # would count that evidence twice, and shrinking correlated products one by one (ER by grade 2 and by
+        # grade 3 when ER-negative grade-1 tumours are few) distorts the within-grade effect they make together.
+        regressor = np.concatenate(columns) < q
         # a few dozen coefficients, not thousands: the mixture weights by plain maximum likelihood
-        coef = np.concatenate([c for c, _ in fits])
-        coef = shrink(coef, np.concatenate([se for _, se in fits]), null_weight=1.0)
+        coef[regressor] = shrink(coef[regressor], se[regressor], null_weight=1.0)
         full, start = np.zeros((1 + features.shape[1], d)), 0
         for j, cols in enumerate(columns):
             full[1 + cols, j] = coef[start : start + len(cols)]

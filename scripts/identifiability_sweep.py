@@ -23,15 +23,10 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
-import subprocess
 import sys
-import time
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
-import sklearn
 import torch
 from tqdm import tqdm
 
@@ -46,6 +41,7 @@ from idae.benchmarks import (
     stability,
 )
 from idae.data import read_processed
+from idae.environment import environment
 from idae.files import replaced_file
 
 LATENT_SIZES = (2, 4, 6, 8, 12)
@@ -53,7 +49,7 @@ LATENT_SIZES = (2, 4, 6, 8, 12)
 
 def provenance(argv: list[str], seeds: list[int], script: str = "scripts/identifiability_sweep.py") -> dict:
     """What produced the table: the command (`script` and its arguments, without --out, a local path that does not
-    change the numbers), seeds, versions, thread count and commit."""
+    change the numbers), seeds, and `idae.environment.environment()`: versions, thread count, commit, date."""
     kept, skip = [], False
     for arg in argv:
         if skip:
@@ -62,19 +58,7 @@ def provenance(argv: list[str], seeds: list[int], script: str = "scripts/identif
             skip = True
         elif not arg.startswith("--out="):
             kept.append(arg)
-    try:
-        commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
-        dirty = bool(subprocess.run(["git", "status", "--porcelain", "idae"], capture_output=True, text=True).stdout)
-    except (OSError, subprocess.CalledProcessError):
-        commit, dirty = "unknown", False
-    return {
-        "command": " ".join(["python", script, *kept]),
-        "seeds": seeds,
-        "git commit": commit + (" (idae/ modified)" if dirty else ""),
-        "python": platform.python_version(), "torch": torch.__version__, "numpy": np.__version__,
-        "pandas": pd.__version__, "scikit-learn": sklearn.__version__,
-        "threads": torch.get_num_threads(), "date": time.strftime("%Y-%m-%d"),
-    }  # fmt: skip
+    return {"command": " ".join(["python", script, *kept]), "seeds": seeds, **environment()}
 
 
 def write_with_provenance(table: pd.DataFrame, out: Path, name: str, record: dict, **csv_options: str) -> None:
