@@ -397,3 +397,66 @@ def cross_fit_mcc(panels: dict[str, pd.DataFrame]) -> plt.Figure:
         ax.set_title(title, fontsize=10)
     fig.tight_layout()
     return fig
+
+
+def calibration_figure(panels: dict[str, pd.DataFrame]) -> plt.Figure:
+    """Measured coverage against nominal level, one panel per benchmark: each frame has the nominal levels (0-1)
+    as its index and one column per interval (`casestudy.coverage_curve`); a calibrated interval lies on the
+    dashed diagonal."""
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.8 * len(panels), 4.4), squeeze=False, sharey=True)
+    for ax, (name, curves) in zip(axes[0], panels.items(), strict=True):
+        ax.plot([0, 1], [0, 1], color="#888888", lw=0.8, ls="--", label="calibrated")
+        for (kind, values), color in zip(curves.items(), sns.color_palette("deep"), strict=False):
+            ax.plot(curves.index, values, marker="o", ms=4, color=color, label=kind)
+        ax.set_xlim(0.4, 1.0)
+        ax.set_ylim(0.0, 1.02)
+        ax.set_xlabel("nominal level of the interval")
+        ax.set_ylabel("share of true values inside" if ax is axes[0, 0] else "")
+        ax.set_title(name, fontsize=10)
+        ax.legend(fontsize=8, loc="lower right", frameon=False)
+    fig.tight_layout()
+    return fig
+
+
+def flip_embedding(before: pd.DataFrame, after: dict[str, pd.DataFrame], target: pd.DataFrame,
+                   labels: tuple[str, str]) -> plt.Figure:  # fmt: skip
+    """Flipped patients beside the group they were moved toward, in the first two principal components of the
+    observed profiles (before and target, patients × genes): one panel per method in `after` (its predicted
+    profiles of the `before` patients), a line from each patient to their prediction. `labels`: the names of the
+    from and to groups, e.g. ("er = neg", "er = pos")."""
+    pcs = PCA(n_components=2, random_state=0).fit(pd.concat([before, target]).to_numpy())
+    ev = pcs.explained_variance_ratio_
+    start, goal = pcs.transform(before.to_numpy()), pcs.transform(target.to_numpy())
+    fig, axes = plt.subplots(1, len(after), figsize=(4.8 * len(after), 4.6), squeeze=False, sharex=True, sharey=True)
+    grey, blue, orange = "#bbbbbb", *sns.color_palette("deep")[:2]
+    for ax, (name, predicted) in zip(axes[0], after.items(), strict=True):
+        end = pcs.transform(predicted.loc[before.index, before.columns].to_numpy())
+        ax.scatter(goal[:, 0], goal[:, 1], s=14, color=grey, label=f"observed, {labels[1]}")
+        for a, b in zip(start, end, strict=True):
+            ax.plot([a[0], b[0]], [a[1], b[1]], color=orange, lw=0.5, alpha=0.5)
+        ax.scatter(start[:, 0], start[:, 1], s=16, color=blue, label=f"observed, {labels[0]}")
+        ax.scatter(end[:, 0], end[:, 1], s=16, color=orange, marker="^", label=f"{labels[0]} moved to {labels[1]}")
+        ax.set_xlabel(f"PC1 ({ev[0]:.0%} of variance)")
+        ax.set_ylabel(f"PC2 ({ev[1]:.0%})" if ax is axes[0, 0] else "")
+        ax.set_title(name, fontsize=10)
+    fig.legend(*axes[0, 0].get_legend_handles_labels(), fontsize=8, loc="upper center", ncol=3, frameon=False)
+    fig.tight_layout(rect=(0, 0, 1, 0.92))
+    return fig
+
+
+def factor_correlations(correlations: pd.DataFrame, title: str = "") -> plt.Figure:
+    """Spearman correlations (factors × clinical features), each cell annotated, on a diverging scale from −1 to 1
+    with its colour bar."""
+    fig, ax = plt.subplots(figsize=(1.1 * correlations.shape[1] + 2.5, 0.5 * correlations.shape[0] + 2.2))
+    sns.heatmap(correlations, vmin=-1, vmax=1, center=0, cmap="vlag", annot=True, fmt=".2f", annot_kws={"fontsize": 8},
+                ax=ax, cbar_kws={"label": "Spearman correlation"})  # fmt: skip
+    ax.set_xlabel("clinical feature (level against the first level; numeric as is)")
+    ax.set_ylabel("factor")
+    ax.tick_params(axis="x", labelrotation=45)
+    ax.tick_params(axis="y", labelrotation=0)
+    for label in ax.get_xticklabels():
+        label.set_horizontalalignment("right")
+    if title:
+        ax.set_title(title, fontsize=10)
+    fig.tight_layout()
+    return fig

@@ -7,9 +7,11 @@ from hypothesis import strategies as st
 from idae.casestudy import (
     Ensemble,
     change_ratio,
+    coverage_curve,
     group_effect,
     intervals,
     permutation_null,
+    set_rank_test,
     signature_table,
     stratified_effect,
     subagged,
@@ -184,6 +186,44 @@ def test_signature_table_counts_genes_in_the_top_share_and_their_direction():
     assert table.loc["in top 5%", "m"] == 2  # g99 (+) and g0 (−)
     assert table.loc["up and in top 5%", "m"] == 1
     assert table.loc["g99", "m"].endswith("(+)")
+    assert table.loc["mean rank, by increase", "m"] == pytest.approx((1 + 100 + 50) / 3, abs=0.5)
+
+
+def test_the_set_rank_test_puts_a_top_set_at_its_smallest_p_and_a_bottom_set_at_one():
+    effect = pd.Series(np.arange(200.0, 0.0, -1.0), index=[f"g{i}" for i in range(200)])  # g0 rises most
+    assert set_rank_test(effect, ["g0", "g1", "g2"], permutations=999) == (2.0, 1 / 1000)
+    rank, p = set_rank_test(effect, ["g197", "g198", "g199"], permutations=999)
+    assert rank == 199.0 and p == 1.0
+    with pytest.raises(IdaeError, match="at least one gene"):
+        set_rank_test(effect, [])
+
+
+@settings(max_examples=10, deadline=None)
+@given(size=st.integers(2, 12), seed=st.integers(0, 2**16))
+def test_the_set_rank_test_rejects_random_sets_at_about_its_level(size, seed):
+    """Gene sets drawn at random: p below 0.05 for about 5% of them (binomial sd 1.5% over 200 sets)."""
+    rng = np.random.default_rng(seed)
+    effect = pd.Series(rng.normal(size=300), index=[f"g{i}" for i in range(300)])
+    p = [set_rank_test(effect, list(rng.choice(effect.index, size=size, replace=False)), permutations=199,
+                       seed=k)[1] for k in range(200)]  # fmt: skip
+    assert 0.01 <= np.mean(np.asarray(p) <= 0.05) <= 0.10
+
+
+@settings(max_examples=20, deadline=None)
+@given(seed=st.integers(0, 2**16), members=st.integers(2, 6))
+def test_the_coverage_curve_rises_with_the_level_and_matches_the_interval_at_each(seed, members):
+    rng = np.random.default_rng(seed)
+    profiles, truth = rng.normal(size=(members, 7, 9)), rng.normal(size=(7, 9))
+    curve = coverage_curve(profiles, truth, scale=2.0)
+    assert list(curve.index) == [0.5, 0.6, 0.7, 0.8, 0.9, 0.95] and set(curve.columns) == {"t", "quantile"}
+    assert (curve.diff().dropna() >= 0).all().all()  # nested intervals
+    lower, upper = intervals(profiles, 0.9, scale=2.0)["t"]
+    assert curve.loc[0.9, "t"] == pytest.approx(((lower <= truth) & (truth <= upper)).mean())
+    moved = rng.random((7, 9)) < 0.5
+    only = coverage_curve(profiles, truth, scale=2.0, cells=moved)
+    assert only.loc[0.9, "t"] == pytest.approx(((lower <= truth) & (truth <= upper))[moved].mean())
+    with pytest.raises(IdaeError, match="truth: expected shape"):
+        coverage_curve(profiles, truth[:3])
 
 
 def cohort_with_a_null_column(n: int = 200, p: int = 300, seed: int = 0) -> tuple[pd.DataFrame, pd.DataFrame]:

@@ -77,6 +77,7 @@ def _report_like_figures() -> dict[str, plt.Figure]:
     rows = pd.DataFrame({"variant": np.repeat(variants, 5), "strong MCC": rng.uniform(size=20),
                          "strong MCC + stage": rng.uniform(size=20)})  # fmt: skip
     history = plots_history(rng)
+    levels = np.array([0.5, 0.6, 0.7, 0.8, 0.9, 0.95])
     return {
         "clinical_distributions": plots.clinical_distributions(clinical),
         "missingness": plots.missingness(clinical),
@@ -103,6 +104,16 @@ def _report_like_figures() -> dict[str, plt.Figure]:
             index=["dsm", "dsm + reconstruction", "ivae", "ivae + stage", "energy"])),  # fmt: skip
         "cross_fit_mcc": plots.cross_fit_mcc({"idae, across seeds": pd.DataFrame(rng.uniform(size=(5, 5))),
                                               "resampled training sets": pd.DataFrame(rng.uniform(size=(5, 5)))}),
+        "flip_embedding": plots.flip_embedding(
+            genomic.iloc[:40], {name: genomic.iloc[:40] + 0.5 for name in ("idae", "group_shift", "linear_state")},
+            genomic.iloc[40:], ("er = negative", "er = positive")),  # fmt: skip
+        "factor_correlations": plots.factor_correlations(pd.DataFrame(
+            rng.uniform(-1, 1, size=(6, 7)), index=[f"factor {k}" for k in range(6)],
+            columns=["er=positive", "grade=2", "grade=3", "node=positive", "age", "size", "histology=lobular"])),
+        "calibration_figure": plots.calibration_figure({
+            name: pd.DataFrame({"t interval": levels - 0.02, "widened quantiles": levels - 0.2}, index=levels)
+            for name in ("synthetic ER− → ER+, all cells", "semi-synthetic (1 sd, state-dependent), moved cells")
+        }),
     }  # fmt: skip
 
 

@@ -82,6 +82,14 @@ def test_every_notebook_ran_on_the_csv_tables_without_an_error(example):
     ]  # fmt: skip
 
 
+def test_notebook_04_shows_the_committed_synthetic_results_instead_of_recomputing_them(example):
+    """The synthetic benchmarks do not depend on the user's tables: the run shows the committed report's, with
+    their provenance, and writes none of its own."""
+    text = outputs_text(OUT / "notebooks" / "04_identifiability.ipynb")
+    assert "sections 3-4: the committed report's results (commit" in text
+    assert not (OUT / "data" / "synthetic").exists()
+
+
 def test_the_case_studies_use_the_named_columns_and_say_what_they_skip(example):
     text = outputs_text(OUT / "notebooks" / "05_inversion.ipynb")
     assert "'er: neg → pos'" in text and "'grade: 1 → 3'" in text and "'node: 0 → 2'" in text
