@@ -155,7 +155,7 @@ def coverage_curve(
     cells = np.ones(truth.shape, dtype=bool) if cells is None else cells
     rows = {}
     for level in levels:
-        rows[level] = {kind: float(((lower <= truth) & (truth <= upper))[cells].mean())
+        rows[level] = {kind: metrics.interval_coverage(lower[cells], upper[cells], truth[cells])
                        for kind, (lower, upper) in intervals(profiles, level, scale).items()}  # fmt: skip
     return pd.DataFrame(rows).T.rename_axis("nominal level")
 
