@@ -200,7 +200,14 @@ class ConditionReport:
             f"largest identifiable d:          {self.max_latent_dim} "
             f"(linear in the design: {self.max_latent_dim_linear})",
         ]
-        lines.append(f"WARNING: {self.warning}" if self.warning else "condition met")
+        if self.warning:
+            lines.append(f"WARNING: {self.warning}")
+        elif self.latent_dim > self.max_latent_dim_linear:
+            # λ = [m/v, -1/(2v)] is nonlinear in the design, so it can reach a rank the design itself does not have
+            lines.append(f"condition met only through natural parameters nonlinear in the design: parameters linear in "
+                         f"it would identify at most {self.max_latent_dim_linear} factor(s)")
+        else:
+            lines.append("condition met")
         return "\n".join(lines)
 
 

@@ -329,16 +329,23 @@ def reconstruction_ecdf(r2: pd.DataFrame) -> plt.Figure:
 
 
 def ablation_strip(rows: pd.DataFrame, order: Sequence[str], chance: float, n_patients: int,
-                   target: float = 0.9) -> plt.Figure:  # fmt: skip
-    """Strong MCC of each variant (rows: "variant", "strong MCC", "strong MCC + stage"), one point per seed, in
-    `order`, beside the chance level for `n_patients` and the target."""
+                   target: float = 0.9, chance_weak: float | None = None) -> plt.Figure:  # fmt: skip
+    """Strong MCC of each variant (rows: "variant", "strong MCC", "strong MCC + stage", optionally "weak MCC"), one
+    point per seed, in `order`, beside the chance level for `n_patients` (and the weak MCC's, `chance_weak`) and the
+    target."""
     fig, ax = plt.subplots(figsize=(8, 0.42 * len(order) + 1.2))
     sns.stripplot(data=rows, y="variant", x="strong MCC", order=order, ax=ax, color="#4c72b0", size=5,
                   label="strong MCC, one seed")  # fmt: skip
     staged = rows.dropna(subset=["strong MCC + stage"])
     ax.scatter(staged["strong MCC + stage"], [list(order).index(v) for v in staged.variant], marker="x",
                color="#dd8452", s=28, label="with the linear stage")  # fmt: skip
-    ax.axvline(chance, color="grey", ls=":", label=f"chance ({n_patients} patients)")
+    if "weak MCC" in rows:
+        weak = rows.dropna(subset=["weak MCC"])
+        ax.scatter(weak["weak MCC"], [list(order).index(v) + 0.25 for v in weak.variant], marker="^", color="#8172b3",
+                   s=12, label="weak MCC, one seed")  # fmt: skip
+    ax.axvline(chance, color="grey", ls=":", label=f"chance, strong ({n_patients} patients)")
+    if chance_weak is not None:
+        ax.axvline(chance_weak, color="#8172b3", ls=":", label=f"chance, weak ({n_patients} patients)")
     ax.axvline(target, color="black", ls="--", lw=0.8, label=f"target {target:.2f}")
     ax.set_xlim(0, 1)
     ax.set_xlabel("strong MCC on held-out patients (1 = identified up to permutation and scale)")

@@ -121,7 +121,12 @@ def test_condition_check_counts_profiles_and_rank():
     report = condition_check(design_of(profiles), latent_dim=1, n_terms=3)
     assert (report.n_samples, report.n_profiles, report.design_rank) == (40, 4, 2)
     assert report.max_latent_dim == 1 and report.max_latent_dim_linear == 0
-    assert report.ok and report.warning is None and "condition met" in str(report)
+    assert report.ok and report.warning is None
+    # met, but only if λ is nonlinear in the design (rank 2 < 3 terms): the report says so
+    text = str(report)
+    assert "condition met only through natural parameters nonlinear" in text and "at most 0 factor" in text
+    wide = condition_check(design_of(np.eye(8)), latent_dim=2, n_terms=3)
+    assert wide.design_rank == 7 and wide.max_latent_dim_linear == 2 and str(wide).endswith("\ncondition met")
     too_big = condition_check(design_of(profiles), latent_dim=2, n_terms=3)
     assert not too_big.ok and "latent_dim=2 exceeds" in too_big.warning and "WARNING" in str(too_big)
     assert "at most 1 factor" in too_big.warning

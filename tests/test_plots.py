@@ -75,7 +75,7 @@ def _report_like_figures() -> dict[str, plt.Figure]:
     scores = {m: pd.DataFrame({"pearson": rng.uniform(size=20), "r2": rng.uniform(-2, 1, size=20)}) for m in methods}
     variants = ["default", "PCA", "FastICA", "without the augmentation"]
     rows = pd.DataFrame({"variant": np.repeat(variants, 5), "strong MCC": rng.uniform(size=20),
-                         "strong MCC + stage": rng.uniform(size=20)})  # fmt: skip
+                         "strong MCC + stage": rng.uniform(size=20), "weak MCC": rng.uniform(size=20)})  # fmt: skip
     history = plots_history(rng)
     levels = np.array([0.5, 0.6, 0.7, 0.8, 0.9, 0.95])
     return {
@@ -96,7 +96,7 @@ def _report_like_figures() -> dict[str, plt.Figure]:
                                                  reference=genomic.mean(), reference_label="er = positive: mean"),
         "reconstruction_ecdf": plots.reconstruction_ecdf(pd.DataFrame({"idae": rng.normal(size=300),
                                                                        "PCA": rng.normal(size=300)})),  # fmt: skip
-        "ablation_strip": plots.ablation_strip(rows, variants, chance=0.11, n_patients=200),
+        "ablation_strip": plots.ablation_strip(rows, variants, chance=0.11, n_patients=200, chance_weak=0.3),
         "matched_factors": plots.matched_factors(rng.normal(size=(200, 5)), rng.normal(size=(200, 5)),
                                                  [(i, i, 0.9) for i in range(5)]),  # fmt: skip
         "objective_tradeoff": plots.objective_tradeoff(pd.DataFrame(
