@@ -114,11 +114,19 @@ def cohort_split(seed: int, n_train: int = 1500, n_test: int = 500, n_genes: int
                  cohort.clinical.iloc[train], cohort.genomic.iloc[test], cohort.sources.iloc[test].to_numpy())
 
 
+SEGMENTS_TRAIN_SHARE = 0.8  # of the segment observations, for training; the rest are held out for scoring
+
+
+def segments_held_out(n_observations: int) -> int:
+    """How many of `n_observations` segment observations `segments_split` holds out."""
+    return n_observations - int(SEGMENTS_TRAIN_SHARE * n_observations)
+
+
 def segments_split(seed: int, depth: int = 4, n_per_segment: int = 1000) -> Split:
     """`make_segments(seed)`, 80% of the observations (at random, seeded) for training, 20% held out."""
     data = make_segments(n_per_segment=n_per_segment, depth=depth, seed=seed)
     order = np.random.default_rng(seed).permutation(len(data.genomic))
-    n_train = int(0.8 * len(order))
+    n_train = len(order) - segments_held_out(len(order))
     train, test = data.genomic.index[order[:n_train]], data.genomic.index[order[n_train:]]
     return Split(f"segments (depth {depth}, {n_per_segment} per segment)", data.genomic.loc[train],
                  data.clinical.loc[train], data.genomic.loc[test], data.sources.loc[test].to_numpy())

@@ -330,25 +330,28 @@ def reconstruction_ecdf(r2: pd.DataFrame) -> plt.Figure:
 
 def ablation_strip(rows: pd.DataFrame, order: Sequence[str], chance: float, n_patients: int,
                    target: float = 0.9, chance_weak: float | None = None) -> plt.Figure:  # fmt: skip
-    """Strong MCC of each variant (rows: "variant", "strong MCC", "strong MCC + stage", optionally "weak MCC"), one
-    point per seed, in `order`, beside the chance level for `n_patients` (and the weak MCC's, `chance_weak`) and the
-    target."""
+    """Strong MCC of each variant, with and without the linear stage, and its weak MCC (rows: "variant", "strong MCC",
+    "strong MCC + stage", optionally "weak MCC"), one point per seed, in `order`, beside the chance level for
+    `n_patients` (and the weak MCC's, `chance_weak`) and the target."""
     fig, ax = plt.subplots(figsize=(8, 0.42 * len(order) + 1.2))
     sns.stripplot(data=rows, y="variant", x="strong MCC", order=order, ax=ax, color="#4c72b0", size=5,
                   label="strong MCC, one seed")  # fmt: skip
+    position = {v: i for i, v in enumerate(order)}  # the strip plot's row of each variant
     staged = rows.dropna(subset=["strong MCC + stage"])
-    ax.scatter(staged["strong MCC + stage"], [list(order).index(v) for v in staged.variant], marker="x",
-               color="#dd8452", s=28, label="with the linear stage")  # fmt: skip
-    if "weak MCC" in rows:
+    ax.scatter(staged["strong MCC + stage"], staged.variant.map(position), marker="x", color="#dd8452", s=28,
+               label="with the linear stage")  # fmt: skip
+    weak_too = "weak MCC" in rows
+    if weak_too:
         weak = rows.dropna(subset=["weak MCC"])
-        ax.scatter(weak["weak MCC"], [list(order).index(v) + 0.25 for v in weak.variant], marker="^", color="#8172b3",
-                   s=12, label="weak MCC, one seed")  # fmt: skip
+        ax.scatter(weak["weak MCC"], weak.variant.map(position) + 0.25, marker="^", color="#8172b3", s=12,
+                   label="weak MCC, one seed")  # fmt: skip
     ax.axvline(chance, color="grey", ls=":", label=f"chance, strong ({n_patients} patients)")
     if chance_weak is not None:
         ax.axvline(chance_weak, color="#8172b3", ls=":", label=f"chance, weak ({n_patients} patients)")
     ax.axvline(target, color="black", ls="--", lw=0.8, label=f"target {target:.2f}")
     ax.set_xlim(0, 1)
-    ax.set_xlabel("strong MCC on held-out patients (1 = identified up to permutation and scale)")
+    ax.set_xlabel(("strong or weak" if weak_too else "strong") + " MCC on held-out patients (1 = identified up to "
+                  + ("permutation and scale; weak: up to a linear map)" if weak_too else "permutation and scale)"))
     ax.set_ylabel("variant")
     handles, labels = ax.get_legend_handles_labels()
     unique = dict(zip(labels, handles, strict=True))  # the strip plot labels every seed's points

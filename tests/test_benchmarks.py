@@ -26,6 +26,13 @@ def test_cohort_split_holds_training_and_held_out_patients(small_split):
     assert s.clinical_train.index.equals(s.genomic_train.index)
 
 
+def test_segments_split_holds_out_what_segments_held_out_says():
+    s = benchmarks.segments_split(0, depth=2, n_per_segment=37)
+    n = len(s.genomic_train) + len(s.genomic_test)
+    assert len(s.genomic_test) == benchmarks.segments_held_out(n) == len(s.sources_test)
+    assert not set(s.genomic_train.index) & set(s.genomic_test.index)
+
+
 def test_subsample_keeps_a_seeded_share_of_the_training_patients(small_split):
     a, b = small_split.subsample(0.8, seed=1), small_split.subsample(0.8, seed=1)
     assert len(a.genomic_train) == 160 and a.genomic_train.index.equals(b.genomic_train.index)
