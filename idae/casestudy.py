@@ -139,6 +139,48 @@ def intervals(profiles: np.ndarray, level: float = 0.90, scale: float = 1.0
             "quantile": (mean + scale * (lo - mean), mean + scale * (hi - mean))}  # fmt: skip
 
 
+def conformal_intervals(genomic: pd.DataFrame, clinical: pd.DataFrame, column: str, targets: pd.Series,
+                        level: float = 0.90, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+    """Split-conformal intervals for the profiles (len(targets), p) that the patients `targets` would have at the
+    levels it gives (one level of `column` per patient), from the training profiles `genomic` (n, p) and their
+    `clinical` table. Within each level, half the training patients (drawn with `seed`) give the level's mean
+    profile and the other half the per-gene (1 + 1/m)·level quantile of |profile − mean|, m their number; the
+    interval is that mean ± that quantile. Training patients with no value in `column` are not used.
+
+    Valid (coverage of at least `level` for each gene) when `column` is assigned independently of everything else
+    about a patient, as in a randomised trial or the semi-synthetic benchmark (Lei & Candès, JRSS-B 2021): a
+    baseline whose calibration needs no model. The intervals do not use the patient's own profile, so they are
+    as wide as the spread between patients."""
+    if not 0 < level < 1:
+        raise IdaeError(f"level must be in (0, 1), got {level}")
+    if column not in clinical.columns:
+        raise IdaeError(f"column {column!r} is not in the clinical table ({list(clinical.columns)})")
+    if not genomic.index.equals(clinical.index):
+        raise IdaeError("genomic and clinical must hold the same patients in the same order")
+    observed = clinical[column].astype(object)
+    known = set(observed.dropna())
+    absent = sorted({str(v) for v in targets.dropna()} - {str(v) for v in known})
+    if absent or targets.isna().any():
+        raise IdaeError(f"targets holds levels that no training patient has in {column!r}: "
+                        f"{absent or ['a missing value']} (levels: {sorted(map(str, known))})")  # fmt: skip
+    rng = np.random.default_rng(seed)
+    x = genomic.to_numpy(dtype=float)
+    lower = np.empty((len(targets), x.shape[1]))
+    upper = np.empty_like(lower)
+    for value in sorted(set(targets), key=str):
+        rows = rng.permutation(np.flatnonzero((observed == value).to_numpy()))
+        fit, calibrate = rows[: len(rows) // 2], rows[len(rows) // 2 :]
+        rank = int(np.ceil(level * (len(calibrate) + 1)))
+        if rank > len(calibrate):
+            raise IdaeError(f"{column!r} = {value!r}: {len(calibrate)} calibration patients (half of {len(rows)}) are "
+                            f"too few for a {level:.0%} conformal interval; it needs {rank}")  # fmt: skip
+        mean = x[fit].mean(axis=0)
+        half = np.sort(np.abs(x[calibrate] - mean), axis=0)[rank - 1]
+        query = (targets == value).to_numpy()
+        lower[query], upper[query] = mean - half, mean + half
+    return lower, upper
+
+
 COVERAGE_LEVELS = (0.5, 0.6, 0.7, 0.8, 0.9, 0.95)
 
 

@@ -7,6 +7,7 @@ from hypothesis import strategies as st
 from idae.casestudy import (
     Ensemble,
     change_ratio,
+    conformal_intervals,
     coverage_curve,
     group_effect,
     intervals,
@@ -50,6 +51,44 @@ def test_t_intervals_hold_their_level_with_five_members_where_a_normal_quantile_
 def test_interval_level_must_be_a_probability():
     with pytest.raises(IdaeError, match="level"):
         intervals(np.zeros((3, 2, 2)), level=90)
+
+
+def randomised_cohort(seed: int, n: int, genes: int = 40) -> tuple[pd.DataFrame, pd.DataFrame, np.ndarray]:
+    """Profiles whose arm ("a" / "b", assigned at random) shifts each gene by its own amount and the spread
+    differs by gene: (profiles, clinical, each patient's profile in the other arm)."""
+    rng = np.random.default_rng(seed)
+    arm = rng.choice(["a", "b"], size=n)
+    shift, spread = rng.normal(0, 2, genes), rng.uniform(0.5, 3, genes)
+    base = rng.standard_t(5, size=(n, genes)) * spread
+    ids = pd.Index([f"p{i}" for i in range(n)])
+    profiles = pd.DataFrame(base + (arm == "b")[:, None] * shift, index=ids)
+    other = base + (arm == "a")[:, None] * shift
+    return profiles, pd.DataFrame({"arm": arm, "age": rng.normal(60, 9, n)}, index=ids), other
+
+
+@settings(max_examples=5, deadline=None)
+@given(st.integers(0, 2**16))
+def test_conformal_intervals_cover_the_other_arm_at_their_level_when_the_arm_is_random(seed):
+    profiles, clinical, other = randomised_cohort(seed, 1200)
+    train, query = slice(0, 800), slice(800, None)
+    targets = clinical["arm"].iloc[query].map({"a": "b", "b": "a"})
+    lower, upper = conformal_intervals(profiles.iloc[train], clinical.iloc[train], "arm", targets, seed=seed)
+    covered = (lower <= other[query]) & (other[query] <= upper)
+    # split conformal covers at least 90% per gene in expectation, at most 90% + 1/(m + 1) with m ≈ 200
+    # calibration patients per arm; 400 query patients × 40 genes make the share exact to about ±0.01
+    assert 0.87 < covered.mean() < 0.94
+
+
+def test_conformal_intervals_name_the_level_they_cannot_calibrate():
+    profiles, clinical, _ = randomised_cohort(1, 30)
+    with pytest.raises(IdaeError, match="'c'"):
+        conformal_intervals(profiles, clinical, "arm", pd.Series(["c"] * 3, index=profiles.index[:3]))
+    with pytest.raises(IdaeError, match="'arm' = 'b'.*too few"):
+        conformal_intervals(profiles, clinical, "arm", pd.Series(["b"], index=profiles.index[:1]), level=0.99)
+    with pytest.raises(IdaeError, match="stage"):
+        conformal_intervals(profiles, clinical, "stage", pd.Series(["a"], index=profiles.index[:1]))
+    with pytest.raises(IdaeError, match="level"):
+        conformal_intervals(profiles, clinical, "arm", pd.Series(["a"], index=profiles.index[:1]), level=90)
 
 
 @settings(max_examples=30, deadline=None)
