@@ -74,8 +74,8 @@ nbval: $(STAMP) ## re-execute the committed notebooks and compare their stored o
 bench: $(STAMP) ## speed and memory figures beside their baselines (prints a table)
 	$(PY) scripts/bench.py
 
-sweep: $(STAMP) ## the identifiability ablation and the inversion benchmarks (about 110 min): data/*.csv
-	$(PY) scripts/identifiability_sweep.py --seeds 5 --resamples 20 --segments --real --latent-sizes --out data
+sweep: $(STAMP) ## the identifiability ablation and the inversion benchmarks (about 140 min): data/*.csv
+	$(PY) scripts/identifiability_sweep.py --seeds 5 --resamples 20 --segments --real --latent-sizes --cohort-stability 3 --out data
 	$(PY) scripts/inversion_sweep.py --seeds 5 --semi-seeds 10 --out data
 
 lab: $(STAMP) ## open the report in JupyterLab on the idae kernel

@@ -4,6 +4,10 @@ hour on 2 cores), so it runs as `make sweep` and writes its tables for notebook 
 
     data/identifiability_sweep.csv    one row per (setting, variant, seed): strong / weak MCC, stage, seconds
     data/identifiability_real.csv     with --real: stability of REAL_VARIANTS on the processed cohort (notebook 01)
+    data/identifiability_cohort_stability.csv
+                                      with --cohort-stability N: COHORT_STABILITY_VARIANTS on the first N synthetic
+                                      cohorts, across seeds and across resampled training sets, scored against each
+                                      other and against the true sources
     data/latent_size.csv              with --latent-sizes: the default model at each of LATENT_SIZES on the
                                       processed cohort: held-out objective, stability, the identifiability condition
     data/identifiability_*.json       beside each table: the command, seeds, versions, thread count and git commit
@@ -11,7 +15,7 @@ hour on 2 cores), so it runs as `make sweep` and writes its tables for notebook 
 Notebook 04 re-measures the default and the strongest alternative in its own run.
 
     python scripts/identifiability_sweep.py [--seeds 5] [--resamples N] [--out data] [--only NAME ...] [--segments]
-                                            [--real] [--latent-sizes] [--no-cohort] [--update]
+                                            [--real] [--latent-sizes] [--cohort-stability N] [--no-cohort] [--update]
 
 With --update, the rows of the variants run replace theirs in the existing tables and the others are kept; the
 provenance file then lists each update (command, commit, date, variants) under "updates". `make sweep` runs
@@ -31,6 +35,7 @@ import torch
 from tqdm import tqdm
 
 from idae.benchmarks import (
+    COHORT_STABILITY_VARIANTS,
     REAL_VARIANTS,
     SEGMENT_VARIANTS,
     VARIANTS,
@@ -113,6 +118,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--real", action="store_true", help="also stability on the processed cohort (data/processed)")
     parser.add_argument("--latent-sizes", action="store_true",
                         help="also the default model at each of LATENT_SIZES on the processed cohort")
+    parser.add_argument("--cohort-stability", type=int, default=0, metavar="N",
+                        help="also stability of COHORT_STABILITY_VARIANTS on the first N synthetic cohorts")
     parser.add_argument("--no-cohort", action="store_true", help="skip the synthetic cohort")
     parser.add_argument("--update", action="store_true", help="replace only the rows of the variants run")
     args = parser.parse_args(argv)
@@ -151,6 +158,17 @@ def main(argv: list[str] | None = None) -> int:
                               "resampled sets": resamples,
                               **stability(method, real, seeds=args.seeds, resamples=resamples, **options)})
         table = write_table(pd.DataFrame(real_rows), out, "identifiability_real", argv, seeds, ["variant"], args.update)
+        print(table.round(3).to_string())
+    if args.cohort_stability:
+        cohort_rows = []
+        jobs = [(c, n) for c in range(args.cohort_stability) for n in names if n in COHORT_STABILITY_VARIANTS]
+        for cohort, name in tqdm(jobs, desc="stability on synthetic cohorts"):
+            method, options, what = VARIANTS[name]
+            cohort_rows.append({"cohort": cohort, "variant": name, "changes": what, "resampled sets": resamples,
+                                **stability(method, cohort_split(cohort), seeds=args.seeds, resamples=resamples,
+                                            **options)})  # fmt: skip
+        table = write_table(pd.DataFrame(cohort_rows), out, "identifiability_cohort_stability", argv, seeds,
+                            ["cohort", "variant"], args.update)  # fmt: skip
         print(table.round(3).to_string())
     if args.latent_sizes:
         prepared = read_processed(out / "processed")

@@ -101,10 +101,24 @@ def test_processed_split_fits_on_training_and_scores_every_other_patient(small_s
 
 
 def test_stability_scores_fits_against_each_other(small_split):
-    out = benchmarks.stability("pca", small_split, seeds=2, resamples=3)
+    no_truth = dataclasses.replace(small_split, sources_test=None)
+    out = benchmarks.stability("pca", no_truth, seeds=2, resamples=3)
     assert set(out) == {"across seeds", "across resampled training sets", "seconds per fit"}
     assert 0 < out["across resampled training sets"] <= 1 and 0 < out["across seeds"] <= 1 + 1e-9
     assert set(benchmarks.REAL_VARIANTS) <= set(benchmarks.VARIANTS)
+
+
+def test_stability_with_true_sources_scores_each_protocol_against_them(small_split):
+    out = benchmarks.stability("pca", small_split, seeds=2, resamples=3)
+    for protocol in ("across seeds", "across resampled training sets"):
+        low, mid, high = (out[f"truth, {protocol}: {k}"] for k in ("lowest", "median", "highest"))
+        assert 0 < low <= mid <= high <= 1
+    # PCA is deterministic: every seed fits the same codes, and the stage's seed alone can move them
+    one = benchmarks.score_method("pca", small_split, 0)["strong MCC + stage"]
+    assert out["truth, across seeds: lowest"] <= one <= out["truth, across seeds: highest"]
+    resampled = [benchmarks.score_method("pca", small_split.subsample(0.8, 100 + r), 0)["strong MCC + stage"]
+                 for r in range(3)]
+    assert out["truth, across resampled training sets: median"] == pytest.approx(np.median(resampled))
 
 
 def test_stability_of_idae_reports_its_held_out_objective_and_the_condition(small_split):
