@@ -350,8 +350,8 @@ def ablation_strip(rows: pd.DataFrame, order: Sequence[str], chance: float, n_pa
         ax.axvline(chance_weak, color="#8172b3", ls=":", label=f"chance, weak ({n_patients} patients)")
     ax.axvline(target, color="black", ls="--", lw=0.8, label=f"target {target:.2f}")
     ax.set_xlim(0, 1)
-    ax.set_xlabel(("strong or weak" if weak_too else "strong") + " MCC on held-out patients (1 = identified up to "
-                  + ("permutation and scale; weak: up to a linear map)" if weak_too else "permutation and scale)"))
+    meaning = "1 = identified up to permutation and scale" + ("; weak: up to a linear map" if weak_too else "")
+    ax.set_xlabel(f"{'strong or weak' if weak_too else 'strong'} MCC on held-out patients ({meaning})")
     ax.set_ylabel("variant")
     handles, labels = ax.get_legend_handles_labels()
     unique = dict(zip(labels, handles, strict=True))  # the strip plot labels every seed's points
