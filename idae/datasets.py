@@ -40,6 +40,9 @@ COHORTS: dict[str, dict[str, str]] = {
 # codes are kept as they are.
 LEVELS = {"er": {"0": "neg", "1": "pos"}, "node": {"0": "neg", "1": "pos"}, "metastasis": {"0": "no", "1": "yes"}}
 GENE_PREFIX = "num_HS_"
+# Units of the cohorts' numeric columns, for axis labels: age in years, tumour size in centimetres (GSE1992 records
+# 1-4 in steps of 0.5).
+UNITS = {"age": "years", "size_cm": "cm"}
 
 
 def load_cohort(name: str = "gse1992") -> tuple[pd.DataFrame, pd.DataFrame]:

@@ -197,9 +197,12 @@ class ConditionReport:
         lines += [
             f"needed for d={self.latent_dim}, k={self.n_terms}:        "
             f"{self.n_terms * self.latent_dim + 1} profiles, rank {self.n_terms * self.latent_dim}",
-            f"largest identifiable d:          {self.max_latent_dim} "
+            f"largest d the rank allows:       {self.max_latent_dim} "
             f"(linear in the design: {self.max_latent_dim_linear})",
         ]
+        # a rank reached by a tiny singular value is met on paper: the variability it rests on is weak
+        near = (self.natural_parameter_rank is not None and not self.warning
+                and self.smallest_relative_singular_value < NEAR_RANK_DEFICIENT)  # fmt: skip
         if self.warning:
             lines.append(f"WARNING: {self.warning}")
         elif self.latent_dim > self.max_latent_dim_linear:
@@ -208,7 +211,14 @@ class ConditionReport:
                          f"it would identify at most {self.max_latent_dim_linear} factor(s)")
         else:
             lines.append("condition met")
+        if near:
+            lines.append(f"the rank holds with a smallest relative singular value of "
+                         f"{self.smallest_relative_singular_value:.2g} (below {NEAR_RANK_DEFICIENT:g}): the condition "
+                         "is met, but the clinical variability it needs is weak along one direction")
         return "\n".join(lines)
+
+
+NEAR_RANK_DEFICIENT = 0.05  # a smallest relative singular value below this is reported as weak variability
 
 
 def _difference_spectrum(rows: np.ndarray) -> np.ndarray:

@@ -391,12 +391,16 @@ def reconstruction_loss(
 
 
 def layer_table(net: IDAENet) -> list[dict[str, object]]:
-    """One row per Linear layer: network, path, input → output width, parameters, spectral norm."""
+    """One row per Linear layer (network, path, input → output width, parameters, spectral norm), then one row per
+    parameter outside them (the MLP gains, the per-gene noise, the posterior variances, the head's scale), so that
+    the rows sum to every parameter of `net`; "trainable" says whether training moves it."""
     rows = []
     for part in ("encoder", "condition_encoder", "decoder"):
         module = getattr(net, part)
-        paths = [("mlp", module.net)] if part == "condition_encoder" else [("linear", [module.map.linear])] + (
-            [("mlp", module.map.net)] if module.map.net is not None else [])  # fmt: skip
+        layers = [layer for layer in module.net if isinstance(layer, nn.Linear)] if part == "condition_encoder" else []
+        paths = ([("linear" if len(layers) == 1 else "mlp", module.net)] if part == "condition_encoder"
+                 else [("linear", [module.map.linear])] + ([("mlp", module.map.net)] if module.map.net is not None
+                                                          else []))  # fmt: skip
         for path, layers in paths:
             layers = list(layers)
             for i, layer in enumerate(layers):
@@ -409,5 +413,15 @@ def layer_table(net: IDAENet) -> list[dict[str, object]]:
                     "parameters": sum(p.numel() for p in layer.parameters()),
                     "spectral_norm": hasattr(layer, "parametrizations"),
                     "activation after": "LeakyReLU(0.2)" if i < len(layers) - 1 else "-",
+                    "trainable": True,
                 })  # fmt: skip
+    in_layers = {id(p) for m in net.modules() if isinstance(m, nn.Linear) for p in m.parameters()}
+    meaning = {"encoder.map.gain": "gain of the MLP", "decoder.map.gain": "gain of the MLP",
+               "log_scale": "scale of the energy head", "log_noise": "noise variance per gene",
+               "posterior_log_var": "posterior variance per factor"}  # fmt: skip
+    for name, p in net.named_parameters():
+        if id(p) not in in_layers:
+            rows.append({"network": name.split(".")[0] if "." in name else "head", "path": meaning.get(name, name),
+                         "shape": " × ".join(map(str, p.shape)) or "1", "parameters": p.numel(), "spectral_norm": False,
+                         "activation after": "-", "trainable": p.requires_grad})  # fmt: skip
     return rows

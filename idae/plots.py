@@ -10,7 +10,9 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import seaborn as sns
+from matplotlib.patches import Patch
 from matplotlib.text import Annotation, Text
+from matplotlib.transforms import Bbox
 from sklearn.decomposition import PCA
 
 from idae.errors import IdaeError
@@ -93,13 +95,17 @@ def legibility_problems(fig: plt.Figure) -> list[str]:
 def place_labels(ax: plt.Axes, x: Sequence[float], y: Sequence[float], names: Sequence[str],
                  fontsize: float = 8.0) -> None:  # fmt: skip
     """Label the points (x, y) with `names`, each label at the first of several offsets around its point (nearest
-    first) where it overlaps no label placed before it and no tick label, joined to its point by a thin line when
-    moved away from it. A label that finds no free place stays at its nearest offset (`legibility_problems` then
-    reports it)."""
+    first) where it stays inside the axes and overlaps no label placed before it and no tick label, joined to its
+    point by a thin line when moved away from it. A label that finds no free place stays at its nearest offset
+    (`legibility_problems` then reports an overlap)."""
     fig = ax.figure
     fig.canvas.draw()
     renderer = fig.canvas.get_renderer()
     taken = [_text_box(t, renderer) for t in _drawn_texts(fig)]
+    frame = ax.get_window_extent(renderer)
+    inside = lambda b: b.x0 >= frame.x0 and b.x1 <= frame.x1 and b.y0 >= frame.y0 and b.y1 <= frame.y1  # noqa: E731
+    for px, py in ax.transData.transform(np.column_stack([np.asarray(x, float), np.asarray(y, float)])):
+        taken.append(Bbox([[px - 3.5, py - 3.5], [px + 3.5, py + 3.5]]))  # a marked point's marker: no label on it
     offsets = [(dx * r, dy * r) for r in (4, 12, 22, 34) for dx, dy in
                ((1, 1), (1, -1), (-1, 1), (-1, -1), (0, 1.5), (0, -1.5), (1.5, 0), (-1.5, 0))]  # fmt: skip
     def annotate(name: str, point: tuple[float, float], k: int) -> Annotation:
@@ -113,7 +119,7 @@ def place_labels(ax: plt.Axes, x: Sequence[float], y: Sequence[float], names: Se
         for k in range(len(offsets)):
             label = annotate(name, point, k)
             box = _text_box(label, renderer)
-            if not any(_overlap(box, other) for other in taken):
+            if inside(box) and not any(_overlap(box, other) for other in taken):
                 break
             label.remove()
         else:  # nowhere free: the nearest place
@@ -121,8 +127,10 @@ def place_labels(ax: plt.Axes, x: Sequence[float], y: Sequence[float], names: Se
         taken.append(box)
 
 
-def clinical_distributions(clinical: pd.DataFrame) -> plt.Figure:
-    """One panel per clinical column: level counts (missing shown as its own bar) or a histogram."""
+def clinical_distributions(clinical: pd.DataFrame, units: dict[str, str] | None = None) -> plt.Figure:
+    """One panel per clinical column: level counts (missing shown as its own bar) or a histogram; `units` names the
+    unit of a numeric column (e.g. {"age": "years"}), "as recorded" where it is not given."""
+    units = units or {}
     cols = list(clinical.columns)
     ncol = min(3, len(cols))
     nrow = int(np.ceil(len(cols) / ncol))
@@ -141,7 +149,7 @@ def clinical_distributions(clinical: pd.DataFrame) -> plt.Figure:
             ax.hist(values.dropna(), bins=20, color="#4c72b0")
             if values.isna().any():
                 ax.text(0.98, 0.95, f"{values.isna().sum()} missing", ha="right", va="top", transform=ax.transAxes)
-            ax.set_xlabel(f"{col} (as recorded)")
+            ax.set_xlabel(f"{col} ({units.get(col, 'as recorded')})")
             ax.set_ylabel("patients")
         ax.set_title(col)
     for ax in list(axes.flat)[len(cols) :]:
@@ -151,12 +159,22 @@ def clinical_distributions(clinical: pd.DataFrame) -> plt.Figure:
 
 
 def missingness(clinical: pd.DataFrame) -> plt.Figure:
-    """Patients × clinical columns, dark where a cell is missing."""
-    fig, ax = plt.subplots(figsize=(1 + 0.6 * clinical.shape[1], 4))
+    """Patients × clinical columns (one row per patient, in table order), black where a cell is missing, with a legend
+    giving the number of missing and observed cells."""
+    fig, ax = plt.subplots(figsize=(3 + 0.6 * clinical.shape[1], 4))
     sns.heatmap(clinical.isna().astype(int), cbar=False, cmap="Greys", vmin=0, vmax=1, yticklabels=False, ax=ax)
+    ax.tick_params(axis="x", labelrotation=45)
+    for label in ax.get_xticklabels():
+        label.set_horizontalalignment("right")
     ax.set_xlabel("clinical column")
-    ax.set_ylabel(f"patients (n={len(clinical)})")
-    ax.set_title(f"missing cells: {int(clinical.isna().sum().sum())}")
+    ax.set_ylabel(f"patients, in table order (n={len(clinical)})")
+    missing = int(clinical.isna().sum().sum())
+    ax.legend([Patch(facecolor="black", edgecolor="grey"), Patch(facecolor="white", edgecolor="grey")],
+              [f"missing ({missing} cells)", f"observed ({clinical.size - missing} cells)"], fontsize=8,
+              loc="upper left", bbox_to_anchor=(1.02, 1), frameon=False)  # fmt: skip
+    for spine in ax.spines.values():  # white observed cells need a frame
+        spine.set_visible(True)
+        spine.set_color("grey")
     fig.tight_layout()
     return fig
 
@@ -188,9 +206,11 @@ def pca_scatter(genomic: pd.DataFrame, clinical: pd.DataFrame, columns: list[str
         palette = {level: "#bbbbbb" if level == "missing" else next(colours) for level in order}
         sns.scatterplot(x=scores[:, 0], y=scores[:, 1], hue=hue, hue_order=order, ax=ax, s=25, palette=palette)
         ev = pcs.explained_variance_ratio_
-        ax.set_xlabel(f"PC1 ({ev[0]:.0%})")
-        ax.set_ylabel(f"PC2 ({ev[1]:.0%})")
-        ax.set_title(col)
+        ax.set_xlabel(f"PC1 ({ev[0]:.0%} of variance)")
+        ax.set_ylabel(f"PC2 ({ev[1]:.0%} of variance)")
+        # the legend above the panel, where it hides no patient
+        ax.legend(title=col, fontsize=8, title_fontsize=9, loc="lower center", bbox_to_anchor=(0.5, 1.01),
+                  ncol=min(len(order), 4), frameon=False)  # fmt: skip
     fig.tight_layout()
     return fig
 
@@ -210,13 +230,16 @@ def loss_curves(histories: dict[str, object], objective_labels: dict[str, str] |
                 target.axvline(h.best_epoch, color=color, lw=0.8, ls=":")
         ax.set_ylabel(labels.get(label, "objective"))
         ax.set_title(label)
-        ax.legend(fontsize=8)
-    axes[-1].set_ylabel("reconstruction error (MSE per standardised gene)")
+    axes[-1].set_ylabel("reconstruction error\n(MSE per standardised gene)")
     axes[-1].set_title("reconstruction")
-    axes[-1].legend(fontsize=8)
     for ax in axes:
         ax.set_xlabel("epoch")
-    fig.tight_layout()
+    # one legend for every panel, below them, where it hides no curve
+    handles, names = axes[-1].get_legend_handles_labels()
+    handles.append(plt.Line2D([], [], color="grey", lw=0.8, ls=":"))
+    names.append("epoch kept (best validation)")
+    fig.tight_layout(rect=(0, 0.14, 1, 1))
+    fig.legend(handles, names, fontsize=8, loc="lower center", ncol=min(len(names), 3), frameon=False)
     return fig
 
 
@@ -229,15 +252,23 @@ def per_patient_figure(scores: dict[str, pd.DataFrame], title: str) -> plt.Figur
         sns.boxplot(data=data, y="method", x="value", order=list(scores), ax=ax, color="#9fb8d8", fliersize=2)
         ax.set_xlabel(f"per-patient {label}")
         ax.set_ylabel("method" if ax is axes[0] else "")
+        low = ax.get_xlim()[0]
+        for row, s in enumerate(scores.values()):  # say what an empty or clipped row hides
+            if s[col].isna().all():
+                ax.text(0.5, row, "undefined (Δ̂ = 0)", transform=ax.get_yaxis_transform(), ha="center", va="center",
+                        fontsize=8, color="#555555")  # fmt: skip
+            elif col == "r2" and (s[col] < -1).any():
+                ax.annotate(f"{int((s[col] < -1).sum())} of {len(s)} below −1", (low, row), xytext=(3, -7),
+                            textcoords="offset points", fontsize=7, color="#555555", va="top")  # fmt: skip
     fig.suptitle(title)
     fig.tight_layout()
     return fig
 
 
 def volcano(mean: pd.Series, consistency: pd.Series, marked: dict[str, Sequence[str]], ylabel: str,
-            top_share: float = 0.05) -> plt.Figure:  # fmt: skip
-    """Mean Δ̂ per gene against a consistency score, genes of each `marked` set labelled."""
-    fig, ax = plt.subplots(figsize=(6.5, 4.8))
+            top_share: float = 0.05, title: str = "") -> plt.Figure:  # fmt: skip
+    """Mean Δ̂ per gene against a consistency score, genes of each `marked` set labelled; `title` names the flip."""
+    fig, ax = plt.subplots(figsize=(6.5, 5.2))
     ax.scatter(mean, consistency, s=4, color="#bbbbbb", rasterized=True, label="all genes")
     cut = np.sort(np.abs(mean.to_numpy()))[::-1][int(np.ceil(top_share * len(mean))) - 1]
     top_label = f"top {top_share:.0%} of genes by |mean Δ̂|"
@@ -251,40 +282,56 @@ def volcano(mean: pd.Series, consistency: pd.Series, marked: dict[str, Sequence[
     ax.set_xlabel("mean predicted change Δ̂ (standardised units)")
     ax.set_ylabel(ylabel)
     ax.legend(fontsize=8, loc="lower left", bbox_to_anchor=(0, 1.01), ncol=2, frameon=False)
+    if title:
+        ax.set_title(title, fontsize=10, pad=34)  # above the legend
     fig.tight_layout()
     place_labels(ax, mean[shown_all], consistency[shown_all], shown_all)
     return fig
 
 
 def top_genes_figure(effect: pd.Series, marked: Sequence[str], n: int = 30, title: str = "") -> plt.Figure:
-    """The n genes with the largest |effect|, signature genes in colour."""
+    """The n genes with the largest |effect|, signature genes (`marked`) in colour with a legend saying so; `title`
+    names the flip."""
     top = effect.loc[ranks(effect).sort_values().index[:n]]
     colors = ["#c44e52" if g in marked else "#9fb8d8" for g in top.index]
-    fig, ax = plt.subplots(figsize=(6, 0.22 * n + 1))
+    fig, ax = plt.subplots(figsize=(6, 0.22 * n + 1.3))
     ax.barh(np.arange(n)[::-1], top.to_numpy(), color=colors)
     ax.set_yticks(np.arange(n)[::-1], top.index, fontsize=8)
     ax.axvline(0, color="black", lw=0.8)
     ax.set_xlabel("mean predicted change Δ̂ (standardised units)")
-    ax.set_ylabel(f"gene (red: signature; the {n} largest |Δ̂|)")
-    ax.set_title(title)
-    fig.tight_layout()
+    ax.set_ylabel(f"gene (the {n} largest |Δ̂|)")
+    handles = [Patch(color="#9fb8d8", label="other gene")]
+    if any(g in marked for g in top.index):
+        handles.insert(0, Patch(color="#c44e52", label="signature gene"))
+    elif len(marked):
+        handles.append(Patch(color="none", label="no signature gene among them"))
+    else:
+        handles = [Patch(color="#9fb8d8", label="gene (no signature given)")]
+    if title:
+        ax.set_title(title, fontsize=10)
+    fig.tight_layout(rect=(0, 0.05, 1, 1))  # room for the legend below the axes
+    fig.legend(handles=handles, fontsize=8, loc="lower center", ncol=len(handles), frameon=False)
     return fig
 
 
 def replication_figure(panels: dict[str, tuple[pd.Series, pd.Series]], ylabel: str,
                        marked: Sequence[str] = ()) -> plt.Figure:  # fmt: skip
-    """One scatter per panel: (x effect, y effect) over shared genes with Pearson r in the title."""
-    fig, axes = plt.subplots(1, len(panels), figsize=(4.6 * len(panels), 4.2), squeeze=False)
+    """One scatter per panel: (x effect, y effect) over shared genes, the Pearson r and the number of genes in a
+    corner, the `marked` genes in red and labelled."""
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.6 * len(panels), 4.4), squeeze=False)
     labelled = []  # (axes, x, y, names) of the marked genes, labelled once the layout is final
     for ax, (xlabel, (x, y)) in zip(axes[0], panels.items(), strict=True):
-        ax.scatter(x, y, s=3, alpha=0.4, color="#4c72b0", rasterized=True)
+        ax.scatter(x, y, s=3, alpha=0.4, color="#4c72b0", rasterized=True, label="gene")
         shown = [g for g in marked if g in x.index]
         labelled.append((ax, x[shown], y[shown], shown))
-        ax.scatter(x[shown], y[shown], s=18, color="#c44e52", zorder=3)
+        if shown:
+            ax.scatter(x[shown], y[shown], s=18, color="#c44e52", zorder=3, label="signature gene")
         r = np.corrcoef(x.to_numpy(), y.to_numpy())[0, 1]
-        ax.set_title(f"r = {r:.2f} over {len(x)} genes")
+        ax.text(0.02, 0.98, f"r = {r:.2f}, {len(x):,} genes", transform=ax.transAxes, ha="left", va="top", fontsize=9,
+                bbox={"boxstyle": "round", "facecolor": "white", "edgecolor": "#cccccc"})  # fmt: skip
         ax.set_xlabel(xlabel)
         ax.set_ylabel(ylabel)
+        ax.legend(fontsize=8, loc="lower right", frameon=True)
     fig.tight_layout()  # labels are placed on the final layout
     for args in labelled:
         place_labels(*args)
@@ -318,13 +365,24 @@ def patient_heatmap(before: pd.DataFrame, after: pd.DataFrame, genes: Sequence[s
 
 
 def reconstruction_ecdf(r2: pd.DataFrame) -> plt.Figure:
-    """Cumulative share of genes by their held-out reconstruction R² (clipped at -1), one curve per model (column)."""
-    fig, ax = plt.subplots(figsize=(6, 4))
+    """Left: cumulative share of genes by their held-out reconstruction R² (clipped at -1), one curve per model
+    (column). Right: the per-gene difference of each model's R² from the last column's (the reference, e.g. PCA of
+    the same rank), which shows what curves lying on top of each other hide."""
+    reference = r2.columns[-1]
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
+    colours = dict(zip(r2.columns, sns.color_palette("deep"), strict=False))
     for col in r2:
-        ax.ecdf(r2[col].clip(-1, 1), label=col)
-    ax.set_xlabel("per-gene R² on the test split (clipped at -1)")
-    ax.set_ylabel("fraction of genes")
-    ax.legend()
+        axes[0].ecdf(r2[col].clip(-1, 1), label=col, color=colours[col])
+    axes[0].set_xlabel("per-gene R² on the test split (clipped at -1)")
+    axes[0].set_ylabel("fraction of genes")
+    axes[0].legend(fontsize=8, loc="upper left")
+    for col in r2.columns[:-1]:
+        axes[1].ecdf((r2[col] - r2[reference]).clip(-0.5, 0.5), label=f"{col} − {reference}", color=colours[col])
+    axes[1].axvline(0, color="grey", lw=0.8, ls="--")
+    axes[1].set_xlabel(f"per-gene R² minus {reference}'s (clipped at ±0.5)")
+    axes[1].set_ylabel("fraction of genes")
+    axes[1].legend(fontsize=8, loc="upper left")
+    fig.tight_layout()
     return fig
 
 
@@ -349,7 +407,7 @@ def ablation_strip(rows: pd.DataFrame, order: Sequence[str], chance: float, n_pa
     if chance_weak is not None:
         ax.axvline(chance_weak, color="#8172b3", ls=":", label=f"chance, weak ({n_patients} patients)")
     ax.axvline(target, color="black", ls="--", lw=0.8, label=f"target {target:.2f}")
-    ax.set_xlim(0, 1)
+    ax.set_xlim(0, 1.02)  # room for the markers at 1
     meaning = "1 = identified up to permutation and scale" + ("; weak: up to a linear map" if weak_too else "")
     ax.set_xlabel(f"{'strong or weak' if weak_too else 'strong'} MCC on held-out patients ({meaning})")
     ax.set_ylabel("variant")
@@ -381,16 +439,14 @@ def objective_tradeoff(tradeoff: pd.DataFrame, cohort_target: float = 0.90,
                     zorder=0)  # fmt: skip
     ax.plot(tradeoff.cohort, tradeoff.segments, color="grey", lw=0.8, zorder=1)
     ax.scatter(tradeoff.cohort, tradeoff.segments, color="#4c72b0", zorder=2)
-    for k, (name, row) in enumerate(tradeoff.iterrows()):  # alternate sides so that neighbouring labels do not collide
-        ax.annotate(name, (row.cohort, row.segments), textcoords="offset points", xytext=(-7, 7) if k % 2 else (7, -12),
-                    ha="right" if k % 2 else "left", fontsize=8)  # fmt: skip
     ax.axvline(cohort_target, color="black", ls="--", lw=0.8)
     ax.axhline(segments_target, color="black", ls=":", lw=0.8)
     ax.set_xlim(min(0.6, tradeoff.cohort.min() - 0.02), 1.0)
     ax.set_ylim(min(0.5, tradeoff.segments.min() - 0.02), 1.0)
-    ax.set_xlabel(f"cohort: median strong MCC, 5 seeds (target {cohort_target:.2f}, dashed)")
-    ax.set_ylabel(f"segments: median strong MCC, 5 seeds (target {segments_target:.2f}, dotted)")
+    ax.set_xlabel(f"cohort: median strong MCC, 5 seeds\n(target {cohort_target:.2f}, dashed)")
+    ax.set_ylabel(f"segments: median strong MCC, 5 seeds\n(target {segments_target:.2f}, dotted)")
     ax.legend(loc="lower left", fontsize=8, frameon=False)
+    place_labels(ax, tradeoff.cohort.tolist(), tradeoff.segments.tolist(), [str(name) for name in tradeoff.index])
     return fig
 
 

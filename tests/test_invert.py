@@ -439,6 +439,34 @@ def test_linear_state_recovers_an_effect_that_depends_on_the_patients_state():
     assert errors["linear_state"] < 0.5 * errors["linear_shrunk"]
 
 
+def test_linear_products_recovers_an_effect_that_depends_on_another_column_and_keeps_no_product_without_one():
+    rng = np.random.default_rng(7)
+    n, p = 400, 300
+    er, grade = rng.choice(["neg", "pos"], n), rng.choice(["low", "high"], n)
+    x = rng.normal(size=(n, p))
+    effect = np.zeros((n, p))
+    effect[:, :10] = np.where(grade == "high", 2.0, 0.0)[:, None]  # ER moves ten genes, in high-grade tumours only
+    x += (er == "pos")[:, None] * effect
+    index = pd.Index([f"p{i}" for i in range(n)])
+    genomic = pd.DataFrame(x, index=index, columns=[f"g{j}" for j in range(p)])
+    clinical = pd.DataFrame({"er": pd.Categorical(er), "grade": pd.Categorical(grade)}, index=index)
+    negative = index[er == "neg"]
+    errors = {}
+    for method in ("linear_shrunk", "linear_products"):
+        model = fit_inversion(method, genomic, clinical)
+        change = model.invert(genomic.loc[negative], clinical.loc[negative], {"er": "pos"}) - genomic.loc[negative]
+        errors[method] = float(np.abs(change.to_numpy() - effect[er == "neg"])[:, :10].mean())
+        assert change.iloc[:, 10:].abs().to_numpy().mean() < 0.1, method  # the other genes stay put
+    assert errors["linear_products"] < 0.5 * errors["linear_shrunk"]
+    # the same cohort without the dependence: the test keeps no product, and the baseline is linear_shrunk
+    plain = genomic.copy()
+    plain.iloc[:, :10] -= (er == "pos")[:, None] * effect[:, :10] - (er == "pos")[:, None] * 1.0
+    products = fit_inversion("linear_products", plain, clinical)
+    shrunk = fit_inversion("linear_shrunk", plain, clinical)
+    assert len(products.pairs_) == 0
+    np.testing.assert_allclose(products.coef_, shrunk.coef_, atol=1e-8)
+
+
 def test_nearest_neighbours_returns_target_group_profiles_and_refuses_numeric_changes():
     genomic, clinical, _ = outside_the_factors(n=120, p=20, seed=6)
     clinical["age"] = np.linspace(40, 80, len(clinical))

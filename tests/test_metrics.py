@@ -8,6 +8,7 @@ from hypothesis import strategies as st
 
 from idae.errors import IdaeError
 from idae.metrics import (
+    NEAR_RANK_DEFICIENT,
     chance_mcc,
     condition_check,
     correlation_matrix,
@@ -145,6 +146,13 @@ def test_condition_check_fails_a_constant_or_untrained_head():
     report = condition_check(design, latent_dim=2, n_terms=2, natural_parameters=lam.repeat(10, axis=0))
     assert report.natural_parameter_rank == 3 and not report.ok
     assert report.smallest_relative_singular_value < 1e-3
+    # met, but on a weak direction (a hundredth of the others): the report says the variability is weak
+    weak = rng.normal(size=(20, 4)) @ np.diag([1.0, 1.0, 1.0, 1e-2])
+    report = condition_check(design, latent_dim=2, n_terms=2, natural_parameters=weak.repeat(10, axis=0))
+    assert report.ok and report.smallest_relative_singular_value < NEAR_RANK_DEFICIENT
+    assert "variability it needs is weak" in str(report)
+    strong = condition_check(design, latent_dim=2, n_terms=2, natural_parameters=rng.normal(size=(200, 4)))
+    assert strong.ok and "weak" not in str(strong)
 
 
 def test_condition_check_uses_natural_parameters_when_given():

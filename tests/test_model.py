@@ -100,15 +100,22 @@ def test_gaussian_head_is_a_normalised_gaussian_density(batch):
 def test_default_hidden_sizes_and_layer_table():
     net = IDAENet(100, DESIGN, 6)
     rows = pd.DataFrame(layer_table(net))
-    encoder = rows[rows.network == "encoder"]
+    layers = rows[rows["shape"].str.contains("→")]
+    encoder = layers[layers.network == "encoder"]
     assert list(encoder["shape"]) == ["12 → 6", "12 → 128", "128 → 128", "128 → 6"]  # 2 components per factor
-    assert list(rows[rows.network == "decoder"]["shape"]) == ["6 → 100", "6 → 128", "128 → 128", "128 → 100"]
-    assert list(rows[rows.network == "condition_encoder"]["shape"]) == [f"{DESIGN} → 12"]
+    assert list(layers[layers.network == "decoder"]["shape"]) == ["6 → 100", "6 → 128", "128 → 128", "128 → 100"]
+    assert list(layers[layers.network == "condition_encoder"]["shape"]) == [f"{DESIGN} → 12"]
+    assert list(layers[layers.network == "condition_encoder"]["path"]) == ["linear"]  # one layer: a linear map
     assert encoder[encoder.path == "mlp"]["spectral_norm"].all() and not encoder[encoder.path == "linear"][
         "spectral_norm"].any()
     assert not rows[rows.network == "decoder"]["spectral_norm"].any()
-    counted = rows["parameters"].sum() + 2 + 100 + 6 + 1  # two gains, genes' noise, posterior sd, log_scale
-    assert counted == sum(p.numel() for p in net.parameters())
+    # the rows hold every parameter: the layers, then two gains, the genes' noise, the posterior sd and the head's scale
+    assert rows["parameters"].sum() == sum(p.numel() for p in net.parameters())
+    others = rows[~rows["shape"].str.contains("→")].set_index("path")
+    assert others.loc["noise variance per gene", "parameters"] == 100
+    assert others.loc["posterior variance per factor", "parameters"] == 6
+    assert not others.loc["scale of the energy head", "trainable"]  # the Gaussian head fixes it
+    assert rows["trainable"].sum() == len(rows) - 1
 
 
 # ------------------------------------------------------------------------------ projection, PCA start
