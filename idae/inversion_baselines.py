@@ -14,6 +14,7 @@ from idae.design import ClinicalDesign
 from idae.errors import IdaeError
 from idae.invert import (
     apply_changes,
+    centred_products,
     fit_direct_path,
     fit_state_path,
     interaction_candidates,
@@ -21,7 +22,7 @@ from idae.invert import (
     ridge,
     select_interactions,
     shrink,
-    shrink_posterior,
+    shrink_columns,
 )
 
 INVERSION_METHODS = ("no_change", "group_shift", "group_shift_shrunk", "collapse", "linear", "linear_shrunk",
@@ -247,11 +248,11 @@ class LinearProducts(LinearShrunk):
         design = self.design_.transform(self.clinical_).astype(float)
         x, keep = self.x_.to_numpy(), self.design_.contrast_columns()
         candidates = interaction_candidates(self.design_)
-        selected = select_interactions(x, design, keep, candidates) if candidates else np.zeros((0, x.shape[1]), bool)
+        selected = select_interactions(x, design, keep, candidates)
         used = np.flatnonzero(selected.any(axis=1))
         self.pairs_ = np.asarray([candidates[i] for i in used], dtype=int).reshape(-1, 2)
         self.centre_ = design.mean(axis=0)
-        products, chosen = self._products(design), selected[used]  # (n, u), (u, p)
+        products, chosen = centred_products(design, self.centre_, self.pairs_), selected[used]  # (n, u), (u, p)
         main, main_se = np.zeros((len(keep), x.shape[1])), np.zeros((len(keep), x.shape[1]))
         self.product_coef_ = np.zeros((len(used), x.shape[1]))
         # genes that keep the same products share one least-squares fit
@@ -261,19 +262,13 @@ class LinearProducts(LinearShrunk):
             _, coef, se = least_squares(np.column_stack([design[:, keep], products[:, pattern]]), x[:, genes])
             main[:, genes], main_se[:, genes] = coef[: len(keep)], se[: len(keep)]
             self.product_coef_[np.ix_(np.flatnonzero(pattern), genes)] = coef[len(keep) :]
-        self.coef_ = np.zeros((design.shape[1], x.shape[1]))
-        for j, column in enumerate(keep):
-            self.coef_[column] = shrink_posterior(main[j], main_se[j])[0]
+        self.coef_, self.null_ = shrink_columns(main, main_se, keep, design.shape[1])
         return self
-
-    def _products(self, design: np.ndarray) -> np.ndarray:
-        """(n, kept products) of the centred design columns."""
-        centred = design - self.centre_
-        return centred[:, self.pairs_[:, 0]] * centred[:, self.pairs_[:, 1]]
 
     def _invert(self, x, old, new, changed):
         before, after = self.design_.transform(old).astype(float), self.design_.transform(new).astype(float)
-        return x + (after - before) @ self.coef_ + (self._products(after) - self._products(before)) @ self.product_coef_
+        moved = centred_products(after, self.centre_, self.pairs_) - centred_products(before, self.centre_, self.pairs_)
+        return x + (after - before) @ self.coef_ + moved @ self.product_coef_
 
 
 class LinearState(LinearShrunk):

@@ -74,8 +74,7 @@ class LatentModel:
         """(n, q) regressors -> (n, q + interactions) features."""
         if not self.interactions:
             return regressors
-        pairs, centred = np.asarray(self.interactions), regressors - np.asarray(self.centre)
-        return np.column_stack([regressors, centred[:, pairs[:, 0]] * centred[:, pairs[:, 1]]])
+        return np.column_stack([regressors, centred_products(regressors, self.centre, self.interactions)])
 
     def moments(self, regressors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(mean, sd), each (n, d), for regressors (n, q)."""
@@ -84,6 +83,14 @@ class LatentModel:
         # clip: extrapolating a log-variance to unseen combinations must not blow up a factor
         logvar = np.clip(r @ np.asarray(self.logvar_coef), -8.0, 8.0)
         return mean, np.exp(0.5 * logvar)
+
+
+def centred_products(rows: np.ndarray, centre: np.ndarray | list[float],
+                     pairs: np.ndarray | list[list[int]]) -> np.ndarray:  # fmt: skip
+    """(n, pairs) products of the column pairs `pairs` (pairs, 2) of `rows` (n, q), each column centred at `centre`
+    (q,) first."""
+    pairs, centred = np.asarray(pairs, dtype=int).reshape(-1, 2), rows - np.asarray(centre)
+    return centred[:, pairs[:, 0]] * centred[:, pairs[:, 1]]
 
 
 def ridge(r: np.ndarray, target: np.ndarray, alpha: float) -> np.ndarray:
@@ -248,7 +255,14 @@ def fit_direct_path(design_rows: np.ndarray, residuals: np.ndarray, keep: np.nda
     shrunk effects (q, p) and their posterior probabilities of no effect (q, p); zero effect and probability one
     on the other columns."""
     _, coef, se = least_squares(design_rows[:, keep], residuals)
-    effects = np.zeros((design_rows.shape[1], residuals.shape[1]))
+    return shrink_columns(coef, se, keep, design_rows.shape[1])
+
+
+def shrink_columns(coef: np.ndarray, se: np.ndarray, keep: np.ndarray, width: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per-gene effects coef (len(keep), p) with standard errors se, each row shrunk across genes by empirical Bayes
+    (`shrink_posterior`), placed at the design columns `keep` of a (width, p) table: the shrunk effects and their
+    posterior probabilities of no effect; zero effect and probability one on the other columns."""
+    effects = np.zeros((width, coef.shape[1]))
     null = np.ones_like(effects)
     for j, column in enumerate(keep):
         effects[column], null[column] = shrink_posterior(coef[j], se[j])

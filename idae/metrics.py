@@ -135,6 +135,7 @@ def off_diagonal(matrix: pd.DataFrame | np.ndarray) -> np.ndarray:
 
 
 RANK_TOLERANCE = 1e-3  # singular values below this share of the largest count as zero (rank of λ differences)
+NEAR_RANK_DEFICIENT = 0.05  # a smallest relative singular value below this is reported as weak variability
 
 
 @dataclass(frozen=True)
@@ -216,9 +217,6 @@ class ConditionReport:
                          f"{self.smallest_relative_singular_value:.2g} (below {NEAR_RANK_DEFICIENT:g}): the condition "
                          "is met, but the clinical variability it needs is weak along one direction")
         return "\n".join(lines)
-
-
-NEAR_RANK_DEFICIENT = 0.05  # a smallest relative singular value below this is reported as weak variability
 
 
 def _difference_spectrum(rows: np.ndarray) -> np.ndarray:

@@ -397,10 +397,12 @@ def layer_table(net: IDAENet) -> list[dict[str, object]]:
     rows = []
     for part in ("encoder", "condition_encoder", "decoder"):
         module = getattr(net, part)
-        layers = [layer for layer in module.net if isinstance(layer, nn.Linear)] if part == "condition_encoder" else []
-        paths = ([("linear" if len(layers) == 1 else "mlp", module.net)] if part == "condition_encoder"
-                 else [("linear", [module.map.linear])] + ([("mlp", module.map.net)] if module.map.net is not None
-                                                          else []))  # fmt: skip
+        if part == "condition_encoder":  # one Linear layer is a linear map, more an MLP
+            depth = sum(isinstance(layer, nn.Linear) for layer in module.net)
+            paths = [("linear" if depth == 1 else "mlp", module.net)]
+        else:
+            mlp = [("mlp", module.map.net)] if module.map.net is not None else []
+            paths = [("linear", [module.map.linear]), *mlp]
         for path, layers in paths:
             layers = list(layers)
             for i, layer in enumerate(layers):
