@@ -73,13 +73,15 @@ VARIANTS: dict[str, tuple[str, dict, str]] = {
 }
 SEGMENT_VARIANTS = ("default", "no linear stage", "linear encoder and decoder", "objective infonce",
                     "ELBO only (no InfoNCE term)", "InfoNCE term weight 5", "InfoNCE term weight 500",
-                    "input corruption 0.25", "input corruption 0.5", "component corruption 0.05", "PCA", "FastICA")
+                    "input corruption 0.25", "input corruption 0.5", "component corruption 0.05", "PCA", "FastICA",
+                    "plain DAE", "CEBRA")
 # measured for stability on synthetic cohorts, where the sources are known: the default and the factor baselines
 COHORT_STABILITY_VARIANTS = ("default", "PCA", "FastICA")
-# measured for stability on the real cohort: the default and the variants the cohort table puts level with or above it
-# (and `input: every gene`, level when the list was made; notebook 04 sets each beside today's cohort table)
+# measured for stability on the real cohort: the default, the variants the cohort table puts level with or above it
+# (and `input: every gene`, level when the list was made; notebook 04 sets each beside today's cohort table) and every
+# baseline
 REAL_VARIANTS = ("default", "input: every gene", "input: 4d components", "input corruption 0.25",
-                 "input corruption 0.5", "component corruption 0.05", "PCA", "FastICA")
+                 "input corruption 0.5", "component corruption 0.05", "PCA", "FastICA", "plain DAE", "CEBRA")
 
 
 @dataclasses.dataclass

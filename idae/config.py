@@ -126,7 +126,7 @@ class Config:
     reconstruction_weight: float = setting(1.0, NON_NEGATIVE, 'weight of the reconstruction term ("infonce" and '
                                            '"dsm")')
     contrastive_weight: float = setting(50.0, NON_NEGATIVE, '"ivae": weight of the InfoNCE term beside the ELBO (both '
-                                        "nats per patient)")
+                                        "nats per patient, divided by the gene count)")
     detach_decoder: bool = setting(False, BOOLEAN, '"infonce" / "dsm": the reconstruction term does not train the '
                                    "encoder")
     max_epochs: int = setting(1000, integer(1), "upper bound on training epochs (early stopping usually ends sooner)")

@@ -23,7 +23,7 @@ COHORTS: dict[str, dict[str, str]] = {
         "fac_node_status": "node",
         "fac_grade": "grade",
         "fac_size": "size_class",
-        "num_size": "size_cm",
+        "num_size": "size",
         "num_age": "age",
     },
     "gse4335": {
@@ -40,9 +40,9 @@ COHORTS: dict[str, dict[str, str]] = {
 # codes are kept as they are.
 LEVELS = {"er": {"0": "neg", "1": "pos"}, "node": {"0": "neg", "1": "pos"}, "metastasis": {"0": "no", "1": "yes"}}
 GENE_PREFIX = "num_HS_"
-# Units of the cohorts' numeric columns, for axis labels: age in years, tumour size in centimetres (GSE1992 records
-# 1-4 in steps of 0.5).
-UNITS = {"age": "years", "size_cm": "cm"}
+# Units of the cohorts' numeric columns, for axis labels: age in years. GSE1992's numeric tumour size holds the values
+# 1-4 of its size class (the same value for all but one patient), in no stated unit, so it is labelled without one.
+UNITS = {"age": "years"}
 
 
 def load_cohort(name: str = "gse1992") -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -81,7 +81,7 @@ def load_cohort(name: str = "gse1992") -> tuple[pd.DataFrame, pd.DataFrame]:
     for col, levels in LEVELS.items():
         if col in clinical and set(clinical[col].astype(str)) <= set(levels) | {"na", "missing", "x"}:
             clinical[col] = clinical[col].astype(str).map(lambda v, lv=levels: lv.get(v, v))
-    numeric = [c for c in ("age", "size_cm") if c in clinical]
+    numeric = [c for c in ("age", "size") if c in clinical]
     categorical = [c for c in clinical.columns if c not in numeric]
     clinical = clean_clinical(clinical, categorical=categorical, numeric=numeric)
     return clinical, genomic

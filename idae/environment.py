@@ -3,6 +3,7 @@ environment cells and the sweeps' provenance files."""
 
 from __future__ import annotations
 
+import os
 import platform
 import subprocess
 import time
@@ -12,6 +13,9 @@ from pathlib import Path
 import torch
 
 PACKAGES = ("torch", "numpy", "pandas", "scikit-learn", "scipy", "survset")
+# what the Makefile fixes so that float sums, hence fits, come out alike from one machine to the next
+NUMERIC_SETTINGS = ("OMP_NUM_THREADS", "ATEN_CPU_CAPABILITY", "MKL_CBWR", "OPENBLAS_CORETYPE", "ONEDNN_MAX_CPU_ISA",
+                    "PYTHONHASHSEED")
 REPOSITORY = Path(__file__).resolve().parent.parent
 
 
@@ -25,6 +29,11 @@ def git_commit() -> str:
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
     return commit + (" (idae/ modified)" if dirty else "")
+
+
+def short_commit(commit: str) -> str:
+    """A `git_commit()` record shortened to 7 hex digits, keeping its " (idae/ modified)" mark."""
+    return commit[:7] + commit[40:]
 
 
 def _version(package: str) -> str:
@@ -42,8 +51,20 @@ def environment() -> dict[str, str | int]:
     }  # fmt: skip
 
 
+def cpu_model() -> str:
+    """The processor's model name (Linux), else what `platform` knows."""
+    try:
+        names = [line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                 if line.startswith("model name")]  # fmt: skip
+    except OSError:
+        names = []
+    return names[0] if names else platform.processor() or "unknown"
+
+
 def describe_environment() -> str:
-    """`environment()` as one line for a notebook's environment cell."""
+    """`environment()` as lines for a notebook's environment cell, with the CPU and the numeric settings."""
     env = environment()
     versions = ", ".join(f"{name} {env[name]}" for name in ("python", *PACKAGES))
-    return f"{versions}; {env['threads']} threads; commit {env['git commit']}; {env['date']}"
+    settings = ", ".join(f"{name}={os.environ.get(name, 'unset')}" for name in NUMERIC_SETTINGS)
+    return (f"{versions}; {env['threads']} threads; commit {env['git commit']}; {env['date']}\n"
+            f"CPU {cpu_model()}; {settings}")

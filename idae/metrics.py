@@ -198,8 +198,10 @@ class ConditionReport:
         lines += [
             f"needed for d={self.latent_dim}, k={self.n_terms}:        "
             f"{self.n_terms * self.latent_dim + 1} profiles, rank {self.n_terms * self.latent_dim}",
-            f"largest d the rank allows:       {self.max_latent_dim} "
-            f"(linear in the design: {self.max_latent_dim_linear})",
+            # without fitted natural parameters only the profile count bounds d; with them, their rank does too
+            (f"largest d the fitted rank allows: {self.max_latent_dim} " if self.natural_parameter_rank is not None
+             else f"largest d the profiles allow:    {self.max_latent_dim} ")
+            + f"(parameters linear in the design: {self.max_latent_dim_linear})",
         ]
         # a rank reached by a tiny singular value is met on paper: the variability it rests on is weak
         near = (self.natural_parameter_rank is not None and not self.warning

@@ -23,7 +23,8 @@ Three objectives:
   and p̃ the projection of a corrupted profile. Identifiable up to permutation and per-factor affine maps
   (iVAE, Theorem 1), with a likelihood in which the clinical modulation of the factors' variances fixes
   their rotation. By default the InfoNCE term below is added with weight `contrastive_weight` (both terms
-  in nats per patient, `train.Objective`): it matters where the likelihood has few dimensions to speak from.
+  in nats per patient divided by the gene count, `train.Objective`): it matters where the likelihood has few
+  dimensions to speak from.
 - `infonce_loss`: a softmax over ℓ(z_i, y_j) of a batch, which clinical state goes with each profile.
 - `dsm_loss`: conditional denoising score matching (Vincent 2011): x̃ + σ²∇ₓ̃ℓ(f(P x̃), y) denoises x̃.
 

@@ -12,6 +12,7 @@ import pandas as pd
 import seaborn as sns
 from matplotlib.patches import Patch
 from matplotlib.text import Annotation, Text
+from matplotlib.ticker import MaxNLocator
 from matplotlib.transforms import Bbox
 from sklearn.decomposition import PCA
 
@@ -140,13 +141,16 @@ def clinical_distributions(clinical: pd.DataFrame, units: dict[str, str] | None 
     for ax, col in zip(axes.flat, cols, strict=False):
         values = clinical[col]
         if isinstance(values.dtype, pd.CategoricalDtype):
-            counts = values.astype(object).fillna("missing").value_counts().sort_index()
+            counts = values.value_counts().reindex(values.cat.categories)  # the levels in order, then missing last
+            if values.isna().any():
+                counts["missing"] = values.isna().sum()
             colors = ["#bbbbbb" if k == "missing" else "#4c72b0" for k in counts.index]
             ax.barh(counts.index.astype(str)[::-1], counts.to_numpy()[::-1], color=colors[::-1])
             ax.set_xlabel("patients")
             ax.set_ylabel("level (grey: missing)")
         else:
             ax.hist(values.dropna(), bins=20, color="#4c72b0")
+            ax.yaxis.set_major_locator(MaxNLocator(integer=True))  # counts of patients are whole numbers
             if values.isna().any():
                 ax.text(0.98, 0.95, f"{values.isna().sum()} missing", ha="right", va="top", transform=ax.transAxes)
             ax.set_xlabel(f"{col} ({units.get(col, 'as recorded')})")
@@ -184,18 +188,23 @@ def gene_variance(variance: pd.Series, cut: float) -> plt.Figure:
     fig, ax = plt.subplots(figsize=(6, 3.5))
     ax.hist(np.log10(variance[variance > 0]), bins=80, color="#4c72b0")
     ax.axvline(np.log10(cut), color="#c44e52", lw=2, label=f"cut: {int((variance >= cut).sum())} genes kept")
-    ax.set_xlabel("log10 variance per gene (training split)")
+    ax.set_xlabel("log10 variance per gene (squared units of the values; training split)")
     ax.set_ylabel("genes")
     ax.legend()
     fig.tight_layout()
     return fig
 
 
+def pca_scores(genomic: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """The first two principal component scores (patients, 2) of a genomic table and their shares of variance."""
+    pcs = PCA(n_components=2, random_state=0).fit(genomic.to_numpy())
+    return pcs.transform(genomic.to_numpy()), pcs.explained_variance_ratio_
+
+
 def pca_scatter(genomic: pd.DataFrame, clinical: pd.DataFrame, columns: list[str]) -> plt.Figure:
     """First two principal components of the genomic table, one panel per clinical column; no colour means two
     things (each panel's levels take their own colours, missing is grey in every panel)."""
-    pcs = PCA(n_components=2, random_state=0).fit(genomic.to_numpy())
-    scores = pcs.transform(genomic.to_numpy())
+    scores, ev = pca_scores(genomic)
     hues = {col: clinical[col].astype(object).fillna("missing").astype(str) for col in columns}
     orders = {col: sorted(set(h) - {"missing"}) for col, h in hues.items()}
     tab20 = sns.color_palette("tab20")  # saturated colours first, then their light pairs; its greys left for missing
@@ -205,7 +214,6 @@ def pca_scatter(genomic: pd.DataFrame, clinical: pd.DataFrame, columns: list[str
         hue, order = hues[col], orders[col] + (["missing"] if (hues[col] == "missing").any() else [])
         palette = {level: "#bbbbbb" if level == "missing" else next(colours) for level in order}
         sns.scatterplot(x=scores[:, 0], y=scores[:, 1], hue=hue, hue_order=order, ax=ax, s=25, palette=palette)
-        ev = pcs.explained_variance_ratio_
         ax.set_xlabel(f"PC1 ({ev[0]:.0%} of variance)")
         ax.set_ylabel(f"PC2 ({ev[1]:.0%} of variance)")
         # the legend above the panel, where it hides no patient
@@ -237,7 +245,7 @@ def loss_curves(histories: dict[str, object], objective_labels: dict[str, str] |
     # one legend for every panel, below them, where it hides no curve
     handles, names = axes[-1].get_legend_handles_labels()
     handles.append(plt.Line2D([], [], color="grey", lw=0.8, ls=":"))
-    names.append("epoch kept (best validation)")
+    names.append("epoch kept (lowest validation loss: the objective plotted plus the term added to it)")
     fig.tight_layout(rect=(0, 0.14, 1, 1))
     fig.legend(handles, names, fontsize=8, loc="lower center", ncol=min(len(names), 3), frameon=False)
     return fig
@@ -379,7 +387,7 @@ def reconstruction_ecdf(r2: pd.DataFrame) -> plt.Figure:
     for col in r2.columns[:-1]:
         axes[1].ecdf((r2[col] - r2[reference]).clip(-0.5, 0.5), label=f"{col} − {reference}", color=colours[col])
     axes[1].axvline(0, color="grey", lw=0.8, ls="--")
-    axes[1].set_xlabel(f"per-gene R² minus {reference}'s (clipped at ±0.5)")
+    axes[1].set_xlabel(f"per-gene R², difference from {reference} (clipped at ±0.5)")
     axes[1].set_ylabel("fraction of genes")
     axes[1].legend(fontsize=8, loc="upper left")
     fig.tight_layout()

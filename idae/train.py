@@ -259,6 +259,7 @@ def train(
         if epoch < max_epochs - 1:  # the loop goes on: its state is worth saving
             saving.after_epoch(epoch, net, optimiser, stopping, x_val is None or stopping.since_best == 0, history,
                                rng)  # fmt: skip
+    bar.refresh()  # the bar refreshes every few seconds: show where training ended before it closes
     bar.close()
     if not history.stopped:
         history.stopped = f"reached max_epochs={max_epochs}"

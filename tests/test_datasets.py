@@ -79,10 +79,10 @@ def test_gse1992(gse1992):
     assert list(clinical["size_class"].cat.categories) == ["1", "2", "3", "4"]
     categorical = [c for c in clinical.columns if isinstance(clinical[c].dtype, pd.CategoricalDtype)]
     assert categorical == ["er", "node", "grade", "size_class"]
-    assert clinical["age"].dtype == clinical["size_cm"].dtype == np.float64
+    assert clinical["age"].dtype == clinical["size"].dtype == np.float64
     assert clinical["age"].between(18, 100).all()  # no age 0 or negative code
     # survset's "missing" cells became NaN, no more and no fewer
-    assert clinical.isna().sum().to_dict() == {"er": 2, "node": 1, "grade": 4, "size_class": 1, "size_cm": 1, "age": 0}
+    assert clinical.isna().sum().to_dict() == {"er": 2, "node": 1, "grade": 4, "size_class": 1, "size": 1, "age": 0}
 
 
 def test_gse1992_er_separates_expression(gse1992):

@@ -26,3 +26,19 @@ def test_the_environment_line_names_the_versions_threads_and_commit():
     line = env.describe_environment()
     for name in ("python", *env.PACKAGES, "threads", "commit"):
         assert name in line
+
+
+def test_the_environment_line_names_the_cpu_and_each_numeric_setting(monkeypatch):
+    monkeypatch.setenv("MKL_CBWR", "COMPATIBLE,STRICT")
+    monkeypatch.delenv("OPENBLAS_CORETYPE", raising=False)
+    line = env.describe_environment()
+    assert f"CPU {env.cpu_model()}" in line
+    assert "MKL_CBWR=COMPATIBLE,STRICT" in line and "OPENBLAS_CORETYPE=unset" in line
+    assert all(f"{name}=" in line for name in env.NUMERIC_SETTINGS)
+
+
+def test_a_short_commit_keeps_the_mark_of_uncommitted_changes():
+    commit = "6a32db69cb956b32689d552c188a0d525e4c459e"
+    assert env.short_commit(commit) == "6a32db6"
+    assert env.short_commit(commit + " (idae/ modified)") == "6a32db6 (idae/ modified)"
+    assert env.short_commit("unknown") == "unknown"
